@@ -1,0 +1,121 @@
+"""A bounded in-memory aggregator of usage records for hosts that want totals without a database."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+
+from .records import Source, UsageRecord
+
+
+@dataclass(slots=True)
+class Totals:
+    """Sums over a group of records. Unknown token numbers are not added; ``calls_without_usage`` counts them."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: float = 0.0
+    estimated_calls: int = 0
+    calls_without_usage: int = 0
+    unpriced_calls: int = 0
+
+    def add(self, record: UsageRecord) -> None:
+        """Add one record's numbers."""
+        self.calls += 1
+        if record.source is Source.UNAVAILABLE:
+            self.calls_without_usage += 1
+        elif record.source is Source.ESTIMATED:
+            self.estimated_calls += 1
+        self.prompt_tokens += record.prompt_tokens or 0
+        self.completion_tokens += record.completion_tokens or 0
+        self.total_tokens += record.total_tokens or 0
+        self.cached_tokens += record.cached_tokens or 0
+        self.reasoning_tokens += record.reasoning_tokens or 0
+        if record.cost is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost += record.cost
+
+
+def _scope_key(record: UsageRecord) -> Hashable:
+    return tuple(sorted((str(k), str(v)) for k, v in record.scope.items()))
+
+
+class Aggregator:
+    """Keeps totals per group and the most recent records, in bounded memory.
+
+    Memory is bounded by ``max_recent`` records plus ``max_groups`` Totals objects. When a new group would
+    exceed ``max_groups``, its records are added to the overflow group (key ``None``), so nothing is lost
+    from the grand total. Thread-safe. Use ``aggregator.add`` as a listener (``shim.subscribe``).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_recent: int = 256,
+        max_groups: int = 10_000,
+        group_by: Callable[[UsageRecord], Hashable] = _scope_key,
+    ) -> None:
+        if max_recent < 0 or max_groups < 1:
+            raise ValueError(f"max_recent must be >= 0 and max_groups >= 1, got {max_recent} and {max_groups}")
+        self._lock = threading.Lock()
+        self._group_by = group_by
+        self._max_groups = max_groups
+        self._recent: deque[UsageRecord] = deque(maxlen=max_recent)
+        self._groups: dict[Hashable, Totals] = {}
+        self._total = Totals()
+
+    def add(self, record: UsageRecord) -> None:
+        """Add a record to its group, the grand total and the recent list."""
+        key = self._group_by(record)
+        with self._lock:
+            totals = self._groups.get(key)
+            if totals is None:
+                if len(self._groups) >= self._max_groups:
+                    key = None
+                    totals = self._groups.get(None)
+                if totals is None:
+                    totals = self._groups[key] = Totals()
+            totals.add(record)
+            self._total.add(record)
+            self._recent.append(record)
+
+    __call__ = add
+
+    def total(self) -> Totals:
+        """Return a copy of the grand total."""
+        with self._lock:
+            return Totals(**{name: getattr(self._total, name) for name in Totals.__slots__})
+
+    def groups(self) -> dict[Hashable, Totals]:
+        """Return copies of the per-group totals."""
+        with self._lock:
+            return {
+                key: Totals(**{name: getattr(t, name) for name in Totals.__slots__}) for key, t in self._groups.items()
+            }
+
+    def recent(self) -> list[UsageRecord]:
+        """Return the most recent records, oldest first."""
+        with self._lock:
+            return list(self._recent)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._recent.clear()
+            self._groups.clear()
+            self._total = Totals()
+
+
+def totals_of(records: Iterable[UsageRecord]) -> Totals:
+    """Sum ``records`` into one Totals."""
+    totals = Totals()
+    for record in records:
+        totals.add(record)
+    return totals

@@ -1,0 +1,279 @@
+"""Per-call bookkeeping: what a call asked for, what came back, and the record it produces."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from typing import Any
+
+from .errors import report_error
+from .estimate import estimate_chat_stream, estimate_text, responses_input_text
+from .listeners import emit
+from .pricing import hidden_cost, price
+from .records import Api, Outcome, Source, UsageRecord
+from .runtime import RUNTIME
+from .usage import TokenCounts, read_usage
+
+_call_numbers = itertools.count(1)
+_PROCESS_TAG = f"tm-{os.getpid()}"
+_RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _hidden_params(obj: Any) -> dict[str, Any] | None:
+    try:
+        hidden = obj._hidden_params
+    except Exception:
+        return None
+    return hidden if isinstance(hidden, dict) else None
+
+
+def _extra_field(obj: Any, name: str) -> Any:
+    """Read a pydantic model's field cheaply: extras first (usage lives there), then normal lookup."""
+    try:
+        extra = obj.__pydantic_extra__
+    except AttributeError:
+        extra = None
+    if extra and name in extra:
+        return extra[name]
+    try:
+        return getattr(obj, name, None)
+    except Exception:
+        return None
+
+
+class Call:
+    """One litellm call from its start to its record.
+
+    ``finish*`` methods produce the record exactly once, whichever runs first (stream end, error, close,
+    scope end or garbage collection); later calls return False.
+    """
+
+    __slots__ = (
+        "api",
+        "stream",
+        "model",
+        "messages",
+        "request_input",
+        "started_at",
+        "started_perf",
+        "first_chunk_s",
+        "chunk_count",
+        "scope",
+        "call_id",
+        "provider",
+        "response_model",
+        "chunks",
+        "visible_usage",
+        "text_parts",
+        "done",
+        "finalizer",
+        "injected_usage_request",
+    )
+
+    def __init__(self, api: Api, model: Any, messages: Any, request_input: Any, stream: bool) -> None:
+        self.api = api
+        self.stream = stream
+        self.model = model if isinstance(model, str) else None
+        self.messages = messages
+        self.request_input = request_input
+        self.started_at = time.time()
+        self.started_perf = time.perf_counter()
+        self.first_chunk_s: float | None = None
+        self.chunk_count = 0
+        self.scope = RUNTIME.scope_var.get()
+        self.call_id: str | None = None
+        self.provider: str | None = None
+        self.response_model: str | None = None
+        self.chunks: list[Any] | None = None
+        self.visible_usage: Any = None
+        self.text_parts: list[str] | None = None
+        self.done = False
+        self.finalizer: Any = None
+        self.injected_usage_request = False
+
+    # ----- start of a stream ------------------------------------------------------------------------
+
+    def attach_stream(self, stream: Any) -> None:
+        """Read the stream's identifying facts and register with the scope for finalisation at its end."""
+        self.stream = True
+        try:
+            logging_obj = getattr(stream, "logging_obj", None)
+            call_id = getattr(logging_obj, "litellm_call_id", None)
+            self.call_id = call_id if isinstance(call_id, str) else None
+            provider = getattr(stream, "custom_llm_provider", None)
+            self.provider = provider if isinstance(provider, str) else None
+            chunks = getattr(stream, "chunks", None)
+            self.chunks = chunks if isinstance(chunks, list) else None
+        except Exception as exc:
+            report_error("read stream facts", exc)
+        if self.api is Api.RESPONSES:
+            self.text_parts = []
+        if self.scope is not None:
+            self.scope.open_calls.add(self)
+
+    # ----- per chunk (hot path) ---------------------------------------------------------------------
+
+    def observe_chat(self, chunk: Any) -> None:
+        """Note one chat chunk: timing, count, and usage if the chunk carries it visibly."""
+        count = self.chunk_count
+        if count == 0:
+            self.first_chunk_s = time.perf_counter() - self.started_perf
+        self.chunk_count = count + 1
+        try:
+            extra = chunk.__pydantic_extra__
+            if extra:
+                usage = extra.get("usage")
+                if usage is not None:
+                    self.visible_usage = usage
+        except AttributeError:
+            usage = _extra_field(chunk, "usage")
+            if usage is not None:
+                self.visible_usage = usage
+
+    def observe_responses(self, event: Any) -> None:
+        """Note one Responses API event: timing, count, text deltas, and the final usage."""
+        count = self.chunk_count
+        if count == 0:
+            self.first_chunk_s = time.perf_counter() - self.started_perf
+        self.chunk_count = count + 1
+        kind = getattr(event, "type", None)
+        if kind == "response.output_text.delta":
+            delta = getattr(event, "delta", None)
+            if isinstance(delta, str) and self.text_parts is not None:
+                self.text_parts.append(delta)
+        elif kind in _RESPONSES_FINAL_EVENTS:
+            response = getattr(event, "response", None)
+            usage = getattr(response, "usage", None)
+            if usage is not None:
+                self.visible_usage = usage
+            model = getattr(response, "model", None)
+            if isinstance(model, str):
+                self.response_model = model
+
+    # ----- endings ----------------------------------------------------------------------------------
+
+    def _claim(self) -> bool:
+        with RUNTIME.lock:
+            if self.done:
+                return False
+            self.done = True
+        if self.scope is not None:
+            self.scope.open_calls.discard(self)
+        if self.finalizer is not None:
+            self.finalizer.detach()
+            self.finalizer = None
+        return True
+
+    def finish_response(self, response: Any) -> None:
+        """Record a non-stream result (chat ``ModelResponse`` or ``ResponsesAPIResponse``)."""
+        if not self._claim():
+            return
+        hidden = _hidden_params(response)
+        counts = read_usage(_extra_field(response, "usage"))
+        model = _extra_field(response, "model")
+        call_id = hidden.get("litellm_call_id") if hidden else None
+        if not isinstance(call_id, str):
+            call_id = _extra_field(response, "id")
+        self.call_id = call_id if isinstance(call_id, str) else None
+        provider = hidden.get("custom_llm_provider") if hidden else None
+        self.provider = provider if isinstance(provider, str) else None
+        self.response_model = model if isinstance(model, str) else None
+
+        if counts.reported:
+            source, reason = Source.PROVIDER, None
+        else:
+            source, reason = Source.UNAVAILABLE, "provider sent no usage"
+        cost = hidden_cost(hidden) if counts.reported else None
+        self._emit(counts, source, reason, Outcome.COMPLETE, None, cost)
+
+    def finish_error(self, exc: BaseException, *, during_stream: bool) -> bool:
+        """Record a call that raised, before or during its stream."""
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            outcome, reason = Outcome.CANCELLED, "cancelled"
+        elif isinstance(exc, GeneratorExit):
+            outcome, reason = Outcome.CLOSED_EARLY, "closed early"
+        else:
+            outcome, reason = Outcome.ERROR, "error"
+        return self._finish_stream_or_error(outcome, reason, type(exc).__name__, during_stream)
+
+    def finish_stream(self, outcome: Outcome, reason: str) -> bool:
+        """Record a stream that ended: complete, closed early or abandoned."""
+        return self._finish_stream_or_error(outcome, reason, None, True)
+
+    def finish_abandoned(self, reason: str = "abandoned") -> bool:
+        """Record a stream the caller stopped reading without closing it."""
+        return self.finish_stream(Outcome.ABANDONED, reason)
+
+    def _finish_stream_or_error(
+        self, outcome: Outcome, reason: str, error_type: str | None, during_stream: bool
+    ) -> bool:
+        if not self._claim():
+            return False
+        counts = read_usage(self.visible_usage) if self.visible_usage is not None else TokenCounts()
+        if counts.reported:
+            source, why = Source.PROVIDER, None
+        elif not during_stream:
+            counts, source, why = TokenCounts(flags=counts.flags), Source.UNAVAILABLE, reason
+        else:
+            estimate = self._estimate()
+            if estimate is None:
+                counts, source, why = TokenCounts(flags=counts.flags), Source.UNAVAILABLE, reason
+            else:
+                why = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
+                counts, source = estimate, Source.ESTIMATED
+        cost = price(self.response_model or self.model, self.provider, counts.prompt, counts.completion)
+        self._emit(counts, source, why, outcome, error_type, cost)
+        return True
+
+    def _estimate(self) -> TokenCounts | None:
+        if not RUNTIME.settings.get("estimate", True):
+            return None
+        if self.api is Api.CHAT_COMPLETIONS:
+            return estimate_chat_stream(self.chunks, self.messages)
+        completion_text = "".join(self.text_parts or ())
+        return estimate_text(self.model, responses_input_text(self.request_input), completion_text)
+
+    def _emit(
+        self,
+        counts: TokenCounts,
+        source: Source,
+        reason: str | None,
+        outcome: Outcome,
+        error_type: str | None,
+        cost: float | None,
+    ) -> None:
+        if self.stream and self.response_model is None and self.chunks:
+            model = _extra_field(self.chunks[-1], "model")
+            self.response_model = model if isinstance(model, str) else None
+        record = UsageRecord(
+            call_id=self.call_id or f"{_PROCESS_TAG}-{next(_call_numbers)}",
+            api=self.api,
+            stream=self.stream,
+            requested_model=self.model,
+            response_model=self.response_model,
+            provider=self.provider,
+            started_at=self.started_at,
+            ended_at=time.time(),
+            first_chunk_s=self.first_chunk_s,
+            chunk_count=self.chunk_count,
+            prompt_tokens=counts.prompt,
+            completion_tokens=counts.completion,
+            total_tokens=counts.total,
+            cached_tokens=counts.cached,
+            reasoning_tokens=counts.reasoning,
+            cost=cost,
+            source=source,
+            source_reason=reason,
+            outcome=outcome,
+            error_type=error_type,
+            scope=self.scope.attributes if self.scope is not None else {},
+            flags=counts.flags,
+        )
+        # Drop references to request data and chunks as soon as the record exists.
+        self.messages = None
+        self.request_input = None
+        self.chunks = None
+        self.text_parts = None
+        emit(record)

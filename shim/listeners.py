@@ -1,0 +1,56 @@
+"""Listener registry: callables that receive every finished UsageRecord."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import report_error
+from .runtime import RUNTIME
+
+Listener = Callable[[Any], None]
+
+
+def _default_key(callback: Listener) -> str:
+    module = getattr(callback, "__module__", None) or "?"
+    name = getattr(callback, "__qualname__", None) or repr(callback)
+    return f"{module}.{name}"
+
+
+def subscribe(callback: Listener, key: str | None = None) -> str:
+    """Register ``callback`` to receive each record and return its key.
+
+    A later subscription under the same key replaces the earlier one. The default key is the callback's
+    module and qualified name, so a re-imported module that subscribes again replaces its old function
+    instead of adding a second one. Callbacks run on the thread that finished the call (or the garbage
+    collector's thread for abandoned streams) and must be quick; their exceptions are logged and
+    swallowed.
+    """
+    key = key or _default_key(callback)
+    with RUNTIME.lock:
+        RUNTIME.listeners[key] = callback
+        RUNTIME.listener_tuple = tuple(RUNTIME.listeners.values())
+    return key
+
+
+def unsubscribe(callback_or_key: Listener | str) -> bool:
+    """Remove a listener by key or by callable; return whether one was removed."""
+    with RUNTIME.lock:
+        if isinstance(callback_or_key, str):
+            removed = RUNTIME.listeners.pop(callback_or_key, None) is not None
+        else:
+            keys = [key for key, value in RUNTIME.listeners.items() if value == callback_or_key]
+            for key in keys:
+                del RUNTIME.listeners[key]
+            removed = bool(keys)
+        RUNTIME.listener_tuple = tuple(RUNTIME.listeners.values())
+    return removed
+
+
+def emit(record: Any) -> None:
+    """Deliver ``record`` to every listener; a listener's exception never reaches the caller."""
+    for callback in RUNTIME.listener_tuple:
+        try:
+            callback(record)
+        except Exception as exc:
+            report_error(f"listener {_default_key(callback)}", exc)

@@ -1,0 +1,95 @@
+"""Call scopes: attributes that every call started inside them carries into its record.
+
+Scopes live in a ContextVar, so concurrent asyncio Tasks and threads each see their own. A scope
+inherits the attributes of the scope it is entered in. It also tracks the streams opened inside it: when
+the scope ends, streams that are still open can be finalised at once (outcome "abandoned") instead of
+waiting for the garbage collector.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import report_error
+from .runtime import RUNTIME
+
+
+class Scope:
+    """One entered scope: its merged attributes and the stream calls still open inside it."""
+
+    __slots__ = ("attributes", "open_calls")
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+        self.open_calls: set[Any] = set()
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeToken:
+    """Handle returned by ``enter_scope``; pass it to ``exit_scope``."""
+
+    scope: Scope
+    previous: Scope | None
+    var_token: Any
+
+
+def current_scope() -> Mapping[str, Any]:
+    """Return the attributes of the innermost scope, or an empty mapping outside any scope."""
+    scope = RUNTIME.scope_var.get()
+    return scope.attributes if scope is not None else {}
+
+
+def enter_scope(**attributes: Any) -> ScopeToken:
+    """Enter a scope whose attributes are the enclosing scope's updated with ``attributes``.
+
+    For hosts whose "before" and "after" hooks are separate calls. Every ``enter_scope`` needs exactly
+    one ``exit_scope`` in the same Task or thread.
+    """
+    previous = RUNTIME.scope_var.get()
+    merged = {**previous.attributes, **attributes} if previous is not None else dict(attributes)
+    scope = Scope(merged)
+    return ScopeToken(scope, previous, RUNTIME.scope_var.set(scope))
+
+
+def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = True) -> int:
+    """Leave the scope of ``token``; return how many open streams were finalised as abandoned.
+
+    With ``finalize_open_streams`` the scope declares that streams opened inside it and still open will
+    not be read any further, so their records are produced now. Reading such a stream later still works
+    and yields every chunk, but produces no second record.
+    """
+    try:
+        RUNTIME.scope_var.reset(token.var_token)
+    except ValueError:
+        # The token was created in another Context (the host called exit from a different Task).
+        RUNTIME.scope_var.set(token.previous)
+    except Exception as exc:
+        report_error("exit_scope", exc)
+
+    if not finalize_open_streams:
+        return 0
+    finalised = 0
+    for call in list(token.scope.open_calls):
+        try:
+            if call.finish_abandoned(reason="scope ended"):
+                finalised += 1
+        except Exception as exc:
+            report_error("exit_scope finalise", exc)
+    return finalised
+
+
+@contextlib.contextmanager
+def scope(**attributes: Any) -> Iterator[Mapping[str, Any]]:
+    """Context manager form of ``enter_scope``/``exit_scope``; yields the merged attributes.
+
+    Works in sync and async code (the ContextVar follows the Task). Streams still open at exit are
+    finalised as abandoned.
+    """
+    token = enter_scope(**attributes)
+    try:
+        yield token.scope.attributes
+    finally:
+        exit_scope(token)

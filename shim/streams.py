@@ -1,0 +1,207 @@
+"""Transparent stream proxies that pass every chunk through and finalise the call's record once.
+
+A proxy class is assembled per stream type from the protocols that type really has, so that
+``hasattr(proxy, "aclose")`` and the like answer exactly as for the bare stream. Context-manager methods
+are the exception: ``wrapt.ObjectProxy`` always defines them, so a proxy of a stream without them raises
+the same TypeError the bare stream raises instead of forwarding.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import wrapt
+
+from .calls import Call
+from .errors import report_error
+from .records import Api, Outcome
+
+PROXY_MARKER = "__token_meter_stream_proxy__"
+
+
+class _StreamProxy(wrapt.ObjectProxy):
+    """Base of all stream proxies; state lives in ``_self_*`` attributes only."""
+
+    __token_meter_stream_proxy__ = True
+
+    def __init__(self, wrapped: Any, call: Call) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_observe = call.observe_chat if call.api is Api.CHAT_COMPLETIONS else call.observe_responses
+
+    def __reduce_ex__(self, protocol: int) -> Any:  # pragma: no cover - streams are not picklable anyway
+        return self.__wrapped__.__reduce_ex__(protocol)
+
+    def _self_end(self, exc: BaseException | None) -> None:
+        """Finalise after the caller left a ``with`` block or closed the stream."""
+        call = self._self_call
+        try:
+            if exc is not None:
+                call.finish_error(exc, during_stream=True)
+            else:
+                call.finish_stream(Outcome.CLOSED_EARLY, "closed early")
+        except Exception as error:
+            report_error("finalise stream", error)
+
+
+class _AsyncIteration:
+    def __aiter__(self) -> Any:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            chunk = await self.__wrapped__.__anext__()
+        except StopAsyncIteration:
+            self._self_call.finish_stream(Outcome.COMPLETE, "complete")
+            raise
+        except BaseException as exc:
+            self._self_call.finish_error(exc, during_stream=True)
+            raise
+        try:
+            self._self_observe(chunk)
+        except Exception as exc:
+            report_error("observe chunk", exc)
+        return chunk
+
+
+class _SyncIteration:
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            chunk = next(self.__wrapped__)
+        except StopIteration:
+            self._self_call.finish_stream(Outcome.COMPLETE, "complete")
+            raise
+        except BaseException as exc:
+            self._self_call.finish_error(exc, during_stream=True)
+            raise
+        try:
+            self._self_observe(chunk)
+        except Exception as exc:
+            report_error("observe chunk", exc)
+        return chunk
+
+
+class _AsyncClose:
+    async def aclose(self) -> Any:
+        try:
+            return await self.__wrapped__.aclose()
+        finally:
+            self._self_end(None)
+
+
+class _SyncClose:
+    def close(self) -> Any:
+        try:
+            return self.__wrapped__.close()
+        finally:
+            self._self_end(None)
+
+
+class _AsyncContext:
+    async def __aenter__(self) -> Any:
+        entered = await self.__wrapped__.__aenter__()
+        return self if entered is self.__wrapped__ else entered
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_end(exc)
+
+
+class _SyncContext:
+    def __enter__(self) -> Any:
+        entered = self.__wrapped__.__enter__()
+        return self if entered is self.__wrapped__ else entered
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_end(exc)
+
+
+class _NoAsyncContext:
+    async def __aenter__(self) -> Any:
+        raise TypeError(
+            f"'{type(self.__wrapped__).__name__}' object does not support the asynchronous context manager protocol"
+        )
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        raise TypeError(
+            f"'{type(self.__wrapped__).__name__}' object does not support the asynchronous context manager protocol"
+        )
+
+
+class _NoSyncContext:
+    def __enter__(self) -> Any:
+        raise TypeError(f"'{type(self.__wrapped__).__name__}' object does not support the context manager protocol")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        raise TypeError(f"'{type(self.__wrapped__).__name__}' object does not support the context manager protocol")
+
+
+_proxy_classes: dict[tuple[bool, ...], type] = {}
+
+
+def _features(stream_type: type) -> tuple[bool, ...]:
+    return (
+        hasattr(stream_type, "__anext__"),
+        hasattr(stream_type, "__next__"),
+        hasattr(stream_type, "aclose"),
+        hasattr(stream_type, "close"),
+        hasattr(stream_type, "__aenter__"),
+        hasattr(stream_type, "__enter__"),
+    )
+
+
+def proxy_class_for(stream_type: type) -> type:
+    """Return (and cache) the proxy class matching the protocols of ``stream_type``."""
+    features = _features(stream_type)
+    cls = _proxy_classes.get(features)
+    if cls is not None:
+        return cls
+    has_anext, has_next, has_aclose, has_close, has_aenter, has_enter = features
+    bases: list[type] = []
+    if has_anext:
+        bases.append(_AsyncIteration)
+    if has_next:
+        bases.append(_SyncIteration)
+    if has_aclose:
+        bases.append(_AsyncClose)
+    if has_close:
+        bases.append(_SyncClose)
+    bases.append(_AsyncContext if has_aenter else _NoAsyncContext)
+    bases.append(_SyncContext if has_enter else _NoSyncContext)
+    name = "StreamProxy_" + "".join("1" if flag else "0" for flag in features)
+    cls = type(name, (*bases, _StreamProxy), {})
+    _proxy_classes[features] = cls
+    return cls
+
+
+def is_stream(result: Any) -> bool:
+    """True for objects that iterate as a stream (they define ``__anext__`` or ``__next__``)."""
+    result_type = type(result)
+    return hasattr(result_type, "__anext__") or hasattr(result_type, "__next__")
+
+
+def is_proxy(result: Any) -> bool:
+    """True when ``result`` is already a stream proxy of this or another copy of the shim."""
+    return getattr(type(result), PROXY_MARKER, False) is True
+
+
+def wrap_stream(stream: Any, call: Call) -> Any:
+    """Return a proxy of ``stream`` that reports to ``call``; on any failure return ``stream`` itself."""
+    try:
+        call.attach_stream(stream)
+        proxy = proxy_class_for(type(stream))(stream, call)
+        call.finalizer = weakref.finalize(proxy, call.finish_abandoned, "abandoned (garbage collected)")
+        call.finalizer.atexit = False
+        return proxy
+    except Exception as exc:
+        report_error("wrap stream", exc)
+        return stream

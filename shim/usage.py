@@ -1,0 +1,105 @@
+"""Read token counts out of whatever usage object a provider or litellm produced.
+
+Accepts litellm ``Usage`` objects, the Responses API's ``ResponseAPIUsage``, plain dicts and anything
+else. Never raises: malformed fields are dropped and named in ``flags``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# Chat Completions names first, Responses API names second.
+_PROMPT_NAMES = ("prompt_tokens", "input_tokens")
+_COMPLETION_NAMES = ("completion_tokens", "output_tokens")
+_PROMPT_DETAIL_NAMES = ("prompt_tokens_details", "input_tokens_details")
+_COMPLETION_DETAIL_NAMES = ("completion_tokens_details", "output_tokens_details")
+
+
+@dataclass(slots=True)
+class TokenCounts:
+    """Token numbers read from one usage object; None where the field was missing or invalid."""
+
+    prompt: int | None = None
+    completion: int | None = None
+    total: int | None = None
+    cached: int | None = None
+    reasoning: int | None = None
+    flags: tuple[str, ...] = ()
+
+    @property
+    def reported(self) -> bool:
+        """True when at least one main count is a positive number.
+
+        litellm returns a Usage of zeros when the provider sent none, so all zeros mean "not reported".
+        """
+        return any(value for value in (self.prompt, self.completion, self.total))
+
+
+def _field(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    try:
+        return getattr(obj, name, None)
+    except Exception:  # a broken property on a foreign object
+        return None
+
+
+def _count(value: Any, name: str, flags: list[str]) -> int | None:
+    """Convert one field to a non-negative int, or flag it and return None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        flags.append(f"{name}:invalid")
+        return None
+    if isinstance(value, int):
+        if value < 0:
+            flags.append(f"{name}:negative")
+            return None
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return _count(int(value), name, flags)
+    if isinstance(value, str):
+        flags.append(f"{name}:string")
+        stripped = value.strip()
+        if stripped.isdigit():
+            return int(stripped)
+        return None
+    flags.append(f"{name}:invalid")
+    return None
+
+
+def _first(obj: Any, names: tuple[str, ...]) -> tuple[str, Any]:
+    for name in names:
+        value = _field(obj, name)
+        if value is not None:
+            return name, value
+    return names[0], None
+
+
+def read_usage(usage: Any) -> TokenCounts:
+    """Read prompt, completion, total, cached and reasoning tokens from ``usage``.
+
+    A string of digits is accepted and flagged; negative, non-numeric and boolean values become None and
+    are flagged. A missing total is computed from prompt and completion when both are known.
+    """
+    flags: list[str] = []
+    if usage is None:
+        return TokenCounts()
+
+    prompt_name, prompt_value = _first(usage, _PROMPT_NAMES)
+    completion_name, completion_value = _first(usage, _COMPLETION_NAMES)
+    prompt = _count(prompt_value, prompt_name, flags)
+    completion = _count(completion_value, completion_name, flags)
+    total = _count(_field(usage, "total_tokens"), "total_tokens", flags)
+    if total is None and prompt is not None and completion is not None:
+        total = prompt + completion
+
+    _, prompt_details = _first(usage, _PROMPT_DETAIL_NAMES)
+    _, completion_details = _first(usage, _COMPLETION_DETAIL_NAMES)
+    cached = _count(_field(prompt_details, "cached_tokens"), "cached_tokens", flags)
+    reasoning = _count(_field(completion_details, "reasoning_tokens"), "reasoning_tokens", flags)
+
+    return TokenCounts(prompt, completion, total, cached, reasoning, tuple(flags))
