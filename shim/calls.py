@@ -70,6 +70,7 @@ class Call:
         "done",
         "finalizer",
         "injected_usage_request",
+        "own_chunks",
     )
 
     def __init__(self, api: Api, model: Any, messages: Any, request_input: Any, stream: bool) -> None:
@@ -92,6 +93,7 @@ class Call:
         self.done = False
         self.finalizer: Any = None
         self.injected_usage_request = False
+        self.own_chunks: list[Any] | None = None
 
     # ----- start of a stream ------------------------------------------------------------------------
 
@@ -105,7 +107,10 @@ class Call:
             provider = getattr(stream, "custom_llm_provider", None)
             self.provider = provider if isinstance(provider, str) else None
             chunks = getattr(stream, "chunks", None)
-            self.chunks = chunks if isinstance(chunks, list) else None
+            if isinstance(chunks, list):
+                self.chunks = chunks
+            elif self.api is Api.CHAT_COMPLETIONS:
+                self.own_chunks = self.chunks = []
         except Exception as exc:
             report_error("read stream facts", exc)
         if self.api is Api.RESPONSES:
@@ -116,21 +121,22 @@ class Call:
     # ----- per chunk (hot path) ---------------------------------------------------------------------
 
     def observe_chat(self, chunk: Any) -> None:
-        """Note one chat chunk: timing, count, and usage if the chunk carries it visibly."""
+        """Note one chat chunk's timing and count.
+
+        Usage is not read here: litellm keeps every provider chunk that carried usage in the stream's
+        ``chunks`` list (also the usage-only chunks it hides from the caller), and ``_provider_usage``
+        reads it from there once, at the end.
+        """
         count = self.chunk_count
         if count == 0:
             self.first_chunk_s = time.perf_counter() - self.started_perf
         self.chunk_count = count + 1
-        try:
-            extra = chunk.__pydantic_extra__
-            if extra:
-                usage = extra.get("usage")
-                if usage is not None:
-                    self.visible_usage = usage
-        except AttributeError:
-            usage = _extra_field(chunk, "usage")
-            if usage is not None:
-                self.visible_usage = usage
+
+    def observe_chat_keeping(self, chunk: Any) -> None:
+        """Like ``observe_chat``, for streams without a ``chunks`` list: keep the chunks ourselves."""
+        self.observe_chat(chunk)
+        if self.own_chunks is not None:
+            self.own_chunks.append(chunk)
 
     def observe_responses(self, event: Any) -> None:
         """Note one Responses API event: timing, count, text deltas, and the final usage."""
@@ -211,21 +217,41 @@ class Call:
     ) -> bool:
         if not self._claim():
             return False
-        counts = read_usage(self.visible_usage) if self.visible_usage is not None else TokenCounts()
+        counts = self._provider_usage()
+        flags = counts.flags
+        missing_reason = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
         if counts.reported:
             source, why = Source.PROVIDER, None
-        elif not during_stream:
-            counts, source, why = TokenCounts(flags=counts.flags), Source.UNAVAILABLE, reason
         else:
-            estimate = self._estimate()
+            estimate = self._estimate() if during_stream else None
             if estimate is None:
-                counts, source, why = TokenCounts(flags=counts.flags), Source.UNAVAILABLE, reason
+                counts, source, why = TokenCounts(flags=flags), Source.UNAVAILABLE, missing_reason
             else:
-                why = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
-                counts, source = estimate, Source.ESTIMATED
+                counts, source, why = estimate, Source.ESTIMATED, missing_reason
+                counts.flags = flags
         cost = price(self.response_model or self.model, self.provider, counts.prompt, counts.completion)
         self._emit(counts, source, why, outcome, error_type, cost)
         return True
+
+    def _provider_usage(self) -> TokenCounts:
+        """Return the provider-reported usage of a stream, or empty counts.
+
+        For chat streams this is the newest chunk in litellm's ``chunks`` list whose usage has a non-zero
+        number. Chunks that litellm builds itself after the stream (its own estimate, shown to callers
+        who set ``stream_options``) never enter that list, so they are not mistaken for the provider's.
+        """
+        if self.api is Api.RESPONSES:
+            return read_usage(self.visible_usage) if self.visible_usage is not None else TokenCounts()
+        flags: tuple[str, ...] = ()
+        for chunk in reversed(self.chunks or ()):
+            usage = _extra_field(chunk, "usage")
+            if usage is None:
+                continue
+            counts = read_usage(usage)
+            if counts.reported:
+                return counts
+            flags = flags or counts.flags
+        return TokenCounts(flags=flags)
 
     def _estimate(self) -> TokenCounts | None:
         if not RUNTIME.settings.get("estimate", True):

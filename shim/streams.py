@@ -28,7 +28,12 @@ class _StreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, call: Call) -> None:
         super().__init__(wrapped)
         self._self_call = call
-        self._self_observe = call.observe_chat if call.api is Api.CHAT_COMPLETIONS else call.observe_responses
+        if call.api is Api.RESPONSES:
+            self._self_observe = call.observe_responses
+        elif call.own_chunks is not None:
+            self._self_observe = call.observe_chat_keeping
+        else:
+            self._self_observe = call.observe_chat
 
     def __reduce_ex__(self, protocol: int) -> Any:  # pragma: no cover - streams are not picklable anyway
         return self.__wrapped__.__reduce_ex__(protocol)
@@ -65,6 +70,45 @@ class _AsyncIteration:
         return chunk
 
 
+def _exists_only_for_usage(chunk: Any) -> bool:
+    """True for a usage chunk litellm yields only because ``stream_options.include_usage`` was set.
+
+    Such a chunk carries usage and either no choice or one choice with an empty delta and no finish
+    reason. Content, tool-call and finish chunks are never matched.
+    """
+    extra = getattr(chunk, "__pydantic_extra__", None)
+    if not extra or extra.get("usage") is None:
+        return False
+    choices = getattr(chunk, "choices", None)
+    if not choices:
+        return True
+    if len(choices) != 1:
+        return False
+    choice = choices[0]
+    if getattr(choice, "finish_reason", None) is not None:
+        return False
+    delta = getattr(choice, "delta", None)
+    for name in ("content", "tool_calls", "function_call", "reasoning_content", "audio"):
+        if getattr(delta, name, None):
+            return False
+    return True
+
+
+class _AsyncIterationHidingUsage(_AsyncIteration):
+    """Async iteration that consumes the usage chunks the shim itself asked for."""
+
+    async def __anext__(self) -> Any:
+        while True:
+            chunk = await _AsyncIteration.__anext__(self)
+            try:
+                if _exists_only_for_usage(chunk):
+                    self._self_call.chunk_count -= 1
+                    continue
+            except Exception as exc:
+                report_error("filter usage chunk", exc)
+            return chunk
+
+
 class _SyncIteration:
     def __iter__(self) -> Any:
         return self
@@ -83,6 +127,21 @@ class _SyncIteration:
         except Exception as exc:
             report_error("observe chunk", exc)
         return chunk
+
+
+class _SyncIterationHidingUsage(_SyncIteration):
+    """Sync iteration that consumes the usage chunks the shim itself asked for."""
+
+    def __next__(self) -> Any:
+        while True:
+            chunk = _SyncIteration.__next__(self)
+            try:
+                if _exists_only_for_usage(chunk):
+                    self._self_call.chunk_count -= 1
+                    continue
+            except Exception as exc:
+                report_error("filter usage chunk", exc)
+            return chunk
 
 
 class _AsyncClose:
@@ -159,18 +218,21 @@ def _features(stream_type: type) -> tuple[bool, ...]:
     )
 
 
-def proxy_class_for(stream_type: type) -> type:
-    """Return (and cache) the proxy class matching the protocols of ``stream_type``."""
-    features = _features(stream_type)
+def proxy_class_for(stream_type: type, hide_usage_chunks: bool = False) -> type:
+    """Return (and cache) the proxy class matching the protocols of ``stream_type``.
+
+    ``hide_usage_chunks`` selects iteration that consumes the usage chunks the shim asked for.
+    """
+    features = (*_features(stream_type), hide_usage_chunks)
     cls = _proxy_classes.get(features)
     if cls is not None:
         return cls
-    has_anext, has_next, has_aclose, has_close, has_aenter, has_enter = features
+    has_anext, has_next, has_aclose, has_close, has_aenter, has_enter, hide = features
     bases: list[type] = []
     if has_anext:
-        bases.append(_AsyncIteration)
+        bases.append(_AsyncIterationHidingUsage if hide else _AsyncIteration)
     if has_next:
-        bases.append(_SyncIteration)
+        bases.append(_SyncIterationHidingUsage if hide else _SyncIteration)
     if has_aclose:
         bases.append(_AsyncClose)
     if has_close:
@@ -198,7 +260,7 @@ def wrap_stream(stream: Any, call: Call) -> Any:
     """Return a proxy of ``stream`` that reports to ``call``; on any failure return ``stream`` itself."""
     try:
         call.attach_stream(stream)
-        proxy = proxy_class_for(type(stream))(stream, call)
+        proxy = proxy_class_for(type(stream), call.injected_usage_request)(stream, call)
         call.finalizer = weakref.finalize(proxy, call.finish_abandoned, "abandoned (garbage collected)")
         call.finalizer.atexit = False
         return proxy
