@@ -50,9 +50,10 @@ def _scope_key(record: UsageRecord) -> Hashable:
 class Aggregator:
     """Keeps totals per group and the most recent records, in bounded memory.
 
-    Memory is bounded by ``max_recent`` records plus ``max_groups`` Totals objects. When a new group would
-    exceed ``max_groups``, its records are added to the overflow group (key ``None``), so nothing is lost
-    from the grand total. Thread-safe. Use ``aggregator.add`` as a listener (``shim.subscribe``).
+    Memory is bounded by ``max_recent`` records plus ``max_groups`` Totals objects, one of which is the
+    overflow group (key ``None``): once ``max_groups - 1`` named groups exist, records of new groups are
+    added to the overflow group, so nothing is lost from the grand total.
+    Thread-safe. Use ``aggregator.add`` as a listener (``shim.subscribe``).
     """
 
     def __init__(
@@ -77,7 +78,7 @@ class Aggregator:
         with self._lock:
             totals = self._groups.get(key)
             if totals is None:
-                if len(self._groups) >= self._max_groups:
+                if len(self._groups) >= self._max_groups - 1:
                     key = None
                     totals = self._groups.get(None)
                 if totals is None:

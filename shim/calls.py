@@ -173,9 +173,15 @@ class Call:
         return True
 
     def finish_response(self, response: Any) -> None:
-        """Record a non-stream result (chat ``ModelResponse`` or ``ResponsesAPIResponse``)."""
+        """Record a non-stream result (chat ``ModelResponse`` or ``ResponsesAPIResponse``); never raises."""
         if not self._claim():
             return
+        try:
+            self._record_response(response)
+        except Exception as exc:
+            report_error("record response", exc)
+
+    def _record_response(self, response: Any) -> None:
         hidden = _hidden_params(response)
         counts = read_usage(_extra_field(response, "usage"))
         model = _extra_field(response, "model")
@@ -190,11 +196,11 @@ class Call:
         if counts.reported:
             source, reason = Source.PROVIDER, None
         else:
-            source, reason = Source.UNAVAILABLE, "provider sent no usage"
+            counts, source, reason = TokenCounts(flags=counts.flags), Source.UNAVAILABLE, "provider sent no usage"
         cost = hidden_cost(hidden) if counts.reported else None
         self._emit(counts, source, reason, Outcome.COMPLETE, None, cost)
 
-    def finish_error(self, exc: BaseException, *, during_stream: bool) -> bool:
+    def finish_error(self, exc: BaseException, during_stream: bool) -> bool:
         """Record a call that raised, before or during its stream."""
         if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
             outcome, reason = Outcome.CANCELLED, "cancelled"
@@ -215,8 +221,18 @@ class Call:
     def _finish_stream_or_error(
         self, outcome: Outcome, reason: str, error_type: str | None, during_stream: bool
     ) -> bool:
-        if not self._claim():
-            return False
+        """Produce the record unless one exists; never raises (errors are reported and swallowed)."""
+        try:
+            if not self._claim():
+                return False
+            self._record_stream_or_error(outcome, reason, error_type, during_stream)
+        except Exception as exc:
+            report_error("record stream", exc)
+        return True
+
+    def _record_stream_or_error(
+        self, outcome: Outcome, reason: str, error_type: str | None, during_stream: bool
+    ) -> None:
         counts = self._provider_usage()
         flags = counts.flags
         missing_reason = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
@@ -231,7 +247,6 @@ class Call:
                 counts.flags = flags
         cost = price(self.response_model or self.model, self.provider, counts.prompt, counts.completion)
         self._emit(counts, source, why, outcome, error_type, cost)
-        return True
 
     def _provider_usage(self) -> TokenCounts:
         """Return the provider-reported usage of a stream, or empty counts.
@@ -257,7 +272,7 @@ class Call:
         if not RUNTIME.settings.get("estimate", True):
             return None
         if self.api is Api.CHAT_COMPLETIONS:
-            return estimate_chat_stream(self.chunks, self.messages)
+            return estimate_chat_stream(self.chunks, self.messages, self.model)
         completion_text = "".join(self.text_parts or ())
         return estimate_text(self.model, responses_input_text(self.request_input), completion_text)
 

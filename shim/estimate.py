@@ -5,42 +5,48 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import report_error
-from .usage import TokenCounts, read_usage
+from .usage import TokenCounts
 
 
-def estimate_chat_stream(chunks: list[Any] | None, messages: Any) -> TokenCounts | None:
-    """Estimate a chat stream's usage from the chunks received so far; None when it cannot.
+def estimate_chat_stream(chunks: list[Any] | None, messages: Any, model: str | None) -> TokenCounts | None:
+    """Estimate a chat stream's usage from the messages and the chunks received so far; None when it cannot.
 
-    Uses ``litellm.stream_chunk_builder``, which counts the prompt from ``messages`` and the completion
-    from the chunks (about 1-3 ms). It can raise on unusual chunks, so errors are reported and swallowed.
+    The prompt is ``litellm.token_counter(messages=...)``. The completion counts the text of the chunks'
+    content, reasoning and tool-call argument deltas. Usage fields inside the chunks are ignored, so a
+    malformed provider usage cannot leak into the estimate.
     """
-    if not chunks:
-        return _estimate_prompt_only(messages, completion=0)
-    try:
-        import litellm
-
-        rebuilt = litellm.stream_chunk_builder(list(chunks), messages=messages)
-    except Exception as exc:
-        report_error("estimate chat stream", exc)
-        return _estimate_prompt_only(messages)
-    counts = read_usage(getattr(rebuilt, "usage", None)) if rebuilt is not None else None
-    if counts is None or not counts.reported:
-        return _estimate_prompt_only(messages)
-    return counts
-
-
-def _estimate_prompt_only(messages: Any, completion: int | None = None) -> TokenCounts | None:
     if not messages:
         return None
     try:
         import litellm
 
-        prompt = int(litellm.token_counter(messages=messages))
+        prompt = int(litellm.token_counter(model=model or "", messages=messages))
+        text = streamed_text(chunks or ())
+        completion = int(litellm.token_counter(model=model or "", text=text)) if text else 0
     except Exception as exc:
-        report_error("estimate prompt", exc)
+        report_error("estimate chat stream", exc)
         return None
-    total = prompt + completion if completion is not None else None
-    return TokenCounts(prompt=prompt, completion=completion, total=total)
+    return TokenCounts(prompt=prompt, completion=completion, total=prompt + completion)
+
+
+def streamed_text(chunks: Any) -> str:
+    """Concatenate the generated text of chat chunks: content, reasoning and tool-call arguments."""
+    parts: list[str] = []
+    for chunk in chunks:
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = getattr(choice, "delta", None)
+            if delta is None:
+                continue
+            for name in ("reasoning_content", "content"):
+                value = getattr(delta, name, None)
+                if isinstance(value, str):
+                    parts.append(value)
+            for tool_call in getattr(delta, "tool_calls", None) or ():
+                function = getattr(tool_call, "function", None)
+                arguments = getattr(function, "arguments", None)
+                if isinstance(arguments, str):
+                    parts.append(arguments)
+    return "".join(parts)
 
 
 def estimate_text(model: str | None, prompt_text: str, completion_text: str) -> TokenCounts | None:

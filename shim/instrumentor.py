@@ -167,8 +167,8 @@ def _install(report: InstallReport, strict_version: bool) -> None:
             report.skipped[name] = f"unexpected litellm shape: {stream_problem}"
         return
 
-    installation = RUNTIME.installation or {"targets": {}}
-    replacements: dict[int, tuple[Any, Any]] = {}
+    # Check every target first: a single mismatch means nothing is patched.
+    plan: list[tuple[str, Any, Any]] = []  # (name, original, stale wrapper of an older copy or None)
     for name, required in ENTRY_POINTS.items():
         current = getattr(litellm, name, None)
         if current is None:
@@ -178,26 +178,36 @@ def _install(report: InstallReport, strict_version: bool) -> None:
         if ours is not None and getattr(ours._self_wrapper, "__token_meter_generation__", None) is _GENERATION:
             report.already_installed = True
             continue
+        if ours is not None and current is not ours:
+            report.skipped[name] = "wrapped by the shim inside another instrumentation's wrapper; left as is"
+            report.already_installed = True
+            continue
         original = ours.__wrapped__ if ours is not None else current
         problem = check_entry_point(original, required)
         if problem:
             report.skipped[name] = f"litellm.{name} has an unexpected shape: {problem}"
             continue
+        plan.append((name, original, ours))
 
+    mismatches = [name for name, reason in report.skipped.items() if "wrapped by the shim" not in reason]
+    if mismatches:
+        for name, _, _ in plan:
+            report.skipped[name] = f"not patched because of the mismatch of {', '.join(mismatches)}"
+        return
+
+    installation = RUNTIME.installation or {"targets": {}}
+    replacements: dict[int, tuple[Any, Any]] = {}
+    for name, original, stale in plan:
         wrapper_function = _WRAPPER_FACTORIES[name]()
         wrapper_function.__token_meter_generation__ = _GENERATION
-        if ours is not None and current is ours:
-            # A stale wrapper from an older copy of the shim: replace it in place.
+        if stale is not None:
+            # A wrapper from an older copy of the shim: replace it instead of nesting a second one.
             setattr(litellm, name, original)
-        elif ours is not None:
-            report.skipped[name] = "wrapped by the shim inside another instrumentation's wrapper; left as is"
-            report.already_installed = True
-            continue
         wrapped = wrapt.wrap_function_wrapper(litellm, name, wrapper_function)
         installation["targets"][name] = {"original": original, "wrapper": wrapped}
         replacements[id(original)] = (original, wrapped)
-        if ours is not None:
-            replacements[id(ours)] = (ours, wrapped)
+        if stale is not None:
+            replacements[id(stale)] = (stale, wrapped)
         report.patched.append(name)
 
     if replacements:

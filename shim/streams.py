@@ -20,6 +20,18 @@ from .records import Api, Outcome
 PROXY_MARKER = "__token_meter_stream_proxy__"
 
 
+def _finish(call: Call, method: str, *args: Any) -> None:
+    """Call a finishing method of ``call``; nothing it raises reaches the stream's consumer."""
+    try:
+        getattr(call, method)(*args)
+    except Exception as exc:
+        report_error("finalise stream", exc)
+
+
+def _finish_abandoned(call: Call) -> None:
+    _finish(call, "finish_abandoned", "abandoned (garbage collected)")
+
+
 class _StreamProxy(wrapt.ObjectProxy):
     """Base of all stream proxies; state lives in ``_self_*`` attributes only."""
 
@@ -40,14 +52,10 @@ class _StreamProxy(wrapt.ObjectProxy):
 
     def _self_end(self, exc: BaseException | None) -> None:
         """Finalise after the caller left a ``with`` block or closed the stream."""
-        call = self._self_call
-        try:
-            if exc is not None:
-                call.finish_error(exc, during_stream=True)
-            else:
-                call.finish_stream(Outcome.CLOSED_EARLY, "closed early")
-        except Exception as error:
-            report_error("finalise stream", error)
+        if exc is not None:
+            _finish(self._self_call, "finish_error", exc, True)
+        else:
+            _finish(self._self_call, "finish_stream", Outcome.CLOSED_EARLY, "closed early")
 
 
 class _AsyncIteration:
@@ -58,10 +66,10 @@ class _AsyncIteration:
         try:
             chunk = await self.__wrapped__.__anext__()
         except StopAsyncIteration:
-            self._self_call.finish_stream(Outcome.COMPLETE, "complete")
+            _finish(self._self_call, "finish_stream", Outcome.COMPLETE, "complete")
             raise
         except BaseException as exc:
-            self._self_call.finish_error(exc, during_stream=True)
+            _finish(self._self_call, "finish_error", exc, True)
             raise
         try:
             self._self_observe(chunk)
@@ -117,10 +125,10 @@ class _SyncIteration:
         try:
             chunk = next(self.__wrapped__)
         except StopIteration:
-            self._self_call.finish_stream(Outcome.COMPLETE, "complete")
+            _finish(self._self_call, "finish_stream", Outcome.COMPLETE, "complete")
             raise
         except BaseException as exc:
-            self._self_call.finish_error(exc, during_stream=True)
+            _finish(self._self_call, "finish_error", exc, True)
             raise
         try:
             self._self_observe(chunk)
@@ -261,7 +269,7 @@ def wrap_stream(stream: Any, call: Call) -> Any:
     try:
         call.attach_stream(stream)
         proxy = proxy_class_for(type(stream), call.injected_usage_request)(stream, call)
-        call.finalizer = weakref.finalize(proxy, call.finish_abandoned, "abandoned (garbage collected)")
+        call.finalizer = weakref.finalize(proxy, _finish_abandoned, call)
         call.finalizer.atexit = False
         return proxy
     except Exception as exc:
