@@ -14,7 +14,7 @@ from .errors import error_counts
 from .instrumentor import InstallReport, configure, install, is_installed, uninstall
 from .listeners import subscribe, unsubscribe
 from .records import Api, Outcome, Source, UsageRecord
-from .scope import Scope, ScopeToken, current_scope, enter_scope, exit_scope, scope
+from .scope import Scope, ScopeToken, current_scope, enter_scope, exit_scope, scope, set_scope_fallback
 
 __all__ = [
     "Aggregator",
@@ -35,6 +35,7 @@ __all__ = [
     "install",
     "is_installed",
     "scope",
+    "set_scope_fallback",
     "subscribe",
     "totals_of",
     "uninstall",

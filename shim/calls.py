@@ -14,6 +14,7 @@ from .listeners import emit
 from .pricing import hidden_cost, price
 from .records import Api, Outcome, Source, UsageRecord
 from .runtime import RUNTIME
+from .scope import Scope
 from .usage import TokenCounts, read_usage
 
 _call_numbers = itertools.count(1)
@@ -41,6 +42,19 @@ def _extra_field(obj: Any, name: str) -> Any:
         return getattr(obj, name, None)
     except Exception:
         return None
+
+
+def _fallback_scope() -> Scope | None:
+    """Build a detached scope from the host's fallback callable, for a call made outside any scope."""
+    fallback = RUNTIME.scope_fallback
+    if fallback is None:
+        return None
+    try:
+        attributes = fallback()
+    except Exception as exc:
+        report_error("scope fallback", exc)
+        return None
+    return Scope(dict(attributes)) if attributes else None
 
 
 class Call:
@@ -83,7 +97,7 @@ class Call:
         self.started_perf = time.perf_counter()
         self.first_chunk_s: float | None = None
         self.chunk_count = 0
-        self.scope = RUNTIME.scope_var.get()
+        self.scope = RUNTIME.scope_var.get() or _fallback_scope()
         self.call_id: str | None = None
         self.provider: str | None = None
         self.response_model: str | None = None

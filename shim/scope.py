@@ -9,7 +9,7 @@ waiting for the garbage collector.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,15 @@ def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = True) -> int:
         except Exception as exc:
             report_error("exit_scope finalise", exc)
     return finalised
+
+
+def set_scope_fallback(provider: Callable[[], Mapping[str, Any] | None] | None) -> None:
+    """Set the callable that supplies attributes for calls started outside any scope (None removes it).
+
+    It runs at the start of each such call, on the caller's thread, and should return quickly; an
+    exception it raises is logged once per kind and the call is recorded without attributes.
+    """
+    RUNTIME.scope_fallback = provider
 
 
 @contextlib.contextmanager
