@@ -1,0 +1,320 @@
+"""Command line of the compatibility suite: ``python -m compat_matrix``.
+
+The suite is a list of stages. Each stage plans its environments, runs them and returns a
+StageResult, which the report module renders. Today the only stage is the litellm axis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from . import reports
+from .litellm_axis import DATA_FILE, LitellmAxisOptions, LitellmAxisStage, load_axis_config, validate_litellm_version
+
+PROJECT_NAME = "a0-token-meter"
+
+PrintLine = Callable[[str], None]
+
+
+class Stage(Protocol):
+    """A part of the suite that produces one matrix and one set of reports.
+
+    ``name`` is the file stem of the stage's reports and ``title`` its heading. A new stage
+    implements this protocol and is added to ``build_stages``.
+    """
+
+    name: str
+    title: str
+
+    def skip_reason(self) -> str | None:
+        """Return why the stage does not run in this invocation, or None when it runs."""
+        ...
+
+    def describe(self) -> list[str]:
+        """Return the lines that ``--list`` prints for the stage."""
+        ...
+
+    def run(self, print_line: PrintLine) -> reports.StageResult:
+        """Run the stage, printing one progress line per step, and return its matrix."""
+        ...
+
+
+def find_project_root() -> Path:
+    """Return the checkout that contains this package, or the current directory as a fallback.
+
+    Raises SystemExit when neither contains this project's pyproject.toml.
+    """
+    for candidate in (Path(__file__).resolve().parents[1], Path.cwd()):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and PROJECT_NAME in pyproject.read_text(encoding="utf-8"):
+            return candidate
+    raise SystemExit(
+        f"error: project checkout not found: neither {Path(__file__).resolve().parents[1]} nor the current "
+        f"directory contains the pyproject.toml of {PROJECT_NAME}; run from the checkout"
+    )
+
+
+def _litellm_version(text: str) -> str:
+    try:
+        return validate_litellm_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    config = load_axis_config()
+    defaults = "; ".join(f"litellm {entry.litellm} + wrapt {entry.wrapt}" for entry in config.entries)
+    parser = argparse.ArgumentParser(
+        prog="python -m compat_matrix",
+        description=(
+            "Run the Token Meter compatibility suite. The litellm axis runs the shim's tests (tests/shim) "
+            "in one cached virtual environment per litellm and wrapt pair, prints a matrix of passed/total "
+            "tests per environment and test module, and writes Markdown, JSON and JUnit XML reports. "
+            f"Default pairs (from {DATA_FILE.name}): {defaults}. 'newest' is the newest litellm release on "
+            "the package index at run time."
+        ),
+        epilog="Exit code: 0 when every environment passed, 1 when a test failed or an environment "
+        "could not be built or run, 2 for invalid options, 130 when interrupted.",
+    )
+    _add_selection_options(parser, list(config.wrapt_variants))
+    _add_run_options(parser)
+    return parser
+
+
+def _add_selection_options(parser: argparse.ArgumentParser, wrapt_variants: list[str]) -> None:
+    """Add the options that choose environments and tests."""
+    parser.add_argument(
+        "--litellm",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        type=_litellm_version,
+        help="litellm version to test instead of the default pairs, such as 1.79.3 or 'newest'. "
+        "Repeat for more versions. Each runs with every --wrapt variant.",
+    )
+    parser.add_argument(
+        "--wrapt",
+        action="append",
+        default=[],
+        metavar="VARIANT",
+        choices=wrapt_variants,
+        help=f"wrapt variant to pair with each --litellm version ({', '.join(wrapt_variants)}; default: 2.x). "
+        "Repeatable. "
+        "Needs --litellm.",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only environments whose label or cache key contains TEXT (case-insensitive), "
+        "such as '1.88.1' or 'wrapt 1.17'. Repeatable: an environment that matches any TEXT runs.",
+    )
+    parser.add_argument(
+        "-k",
+        dest="pytest_k",
+        default=None,
+        metavar="EXPRESSION",
+        help="pass -k EXPRESSION to pytest to select tests by name",
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options for paths, parallelism, time limits and output."""
+    parser.add_argument(
+        "--reports-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory for the reports and per-environment logs (default: reports/ in the checkout)",
+    )
+    parser.add_argument(
+        "--envs-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="directory of the cached virtual environments (default: .suite-envs/ in the checkout)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="number of environments to build and test in parallel (default: 1)",
+    )
+    parser.add_argument(
+        "--keep-going",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="after an environment fails, go on with the others (default). --no-keep-going stops at the "
+        "first failed environment and reports the rest as not run.",
+    )
+    parser.add_argument(
+        "--test-timeout",
+        type=_positive_float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="maximum time of one environment's test run in seconds; the run is killed after it (default: 1800)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the environments this run would cover, with their cache state, and exit",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log diagnostics to stderr: -v for progress details, -vv for every command",
+    )
+    # Hidden: runs the matrix against another test folder, used to develop the runner itself.
+    parser.add_argument("--tests-path", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def _absolute(path: Path | None, default: Path) -> Path:
+    return (path if path is not None else default).resolve()
+
+
+def build_stages(args: argparse.Namespace, project_root: Path) -> list[Stage]:
+    """Create the suite's stages from the parsed options, in the order they run."""
+    options = LitellmAxisOptions(
+        project_root=project_root,
+        tests_path=_absolute(args.tests_path, project_root / "tests" / "shim"),
+        envs_dir=_absolute(args.envs_dir, project_root / ".suite-envs"),
+        reports_dir=_absolute(args.reports_dir, project_root / "reports"),
+        litellm=args.litellm,
+        wrapt=args.wrapt,
+        only=args.only,
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        pytest_k=args.pytest_k,
+        test_timeout_s=args.test_timeout,
+    )
+    return [LitellmAxisStage(options)]
+
+
+def _make_printer() -> PrintLine:
+    lock = threading.Lock()
+
+    def print_line(text: str) -> None:
+        with lock:
+            print(text, flush=True)
+
+    return print_line
+
+
+def _summary_counts(results: list[reports.StageResult]) -> tuple[int, int, int]:
+    """Return passed, failed and skipped test cases over all stages.
+
+    Failed includes errors, and each environment that failed without a failing test case
+    (build failure, timeout) counts as one failed case.
+    """
+    passed = failed = skipped = 0
+    for result in results:
+        for row in result.rows:
+            totals = row.totals
+            passed += totals.passed
+            failed += totals.failed + totals.errors
+            skipped += totals.skipped
+            if row.error is not None and totals.ok:
+                failed += 1
+    return passed, failed, skipped
+
+
+def run_suite(stages: list[Stage], reports_dir: Path) -> int:
+    """Run the stages, print their matrices and write their reports. Return the exit code."""
+    print_line = _make_printer()
+    results: list[reports.StageResult] = []
+    skipped: list[tuple[Stage, str]] = []
+
+    for stage in stages:
+        reason = stage.skip_reason()
+        if reason is not None:
+            skipped.append((stage, reason))
+            continue
+        result = stage.run(print_line)
+        results.append(result)
+
+        print()
+        print(f"{result.title}: {reports.plural(len(result.rows), 'environment')} in {result.duration_s:.1f} s")
+        print(reports.render_table(result))
+        print(reports.CELL_LEGEND)
+        for note in result.notes:
+            print(note)
+        failures = reports.render_failures(result)
+        if failures:
+            print()
+            print("Failures:")
+            print("\n".join(failures))
+        paths = reports.write_reports(result, reports_dir)
+        print("Reports: " + ", ".join(str(path) for path in paths))
+
+    if not results:
+        for stage, reason in skipped:
+            print(f"error: {stage.title} did not run: {reason}", file=sys.stderr)
+        return 2
+
+    print()
+    ran = "; ".join(
+        f"{r.title} ({reports.plural(len(r.rows), 'environment')}, {len(r.failed_rows)} failed)" for r in results
+    )
+    print(f"Stages run: {ran}.")
+    if skipped:
+        print("Stages skipped: " + "; ".join(f"{stage.title} ({reason})" for stage, reason in skipped) + ".")
+
+    passed, failed, skipped_cases = _summary_counts(results)
+    print(f"suite: {passed} passed, {failed} failed, {skipped_cases} skipped")
+    return 0 if all(result.ok for result in results) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.wrapt and not args.litellm:
+        parser.error("--wrapt needs --litellm: the default pairs already name their wrapt variant")
+
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+    project_root = find_project_root()
+    stages = build_stages(args, project_root)
+
+    if args.list:
+        for stage in stages:
+            print(f"{stage.title}:")
+            reason = stage.skip_reason()
+            if reason:
+                print(f"  skipped: {reason}")
+            for line in stage.describe():
+                print(f"  {line}")
+        return 0
+
+    tests_path = _absolute(args.tests_path, project_root / "tests" / "shim")
+    if not tests_path.exists():
+        parser.error(f"tests not found: {tests_path} does not exist")
+    try:
+        return run_suite(stages, _absolute(args.reports_dir, project_root / "reports"))
+    except KeyboardInterrupt:
+        print("\ninterrupted: no reports written for the stage that was running", file=sys.stderr)
+        return 130

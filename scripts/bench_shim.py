@@ -1,0 +1,388 @@
+#!/usr/bin/env python3
+"""Benchmark the shim's added cost: per stream chunk, per litellm call, and aggregator memory.
+
+Run from the repository root with the project's interpreter:
+
+    .venv/bin/python scripts/bench_shim.py            # full run, about two minutes
+    .venv/bin/python scripts/bench_shim.py --quick    # fewer repeats, for a smoke test
+
+It makes no network call: the litellm calls use ``mock_response``. It prints one line per figure and,
+as its last line, one JSON object with the keys ``stream_chunk_overhead_us``, ``mock_stream_ratio``,
+``call_overhead_us`` and ``aggregator_mb_per_million`` (plus the detail figures). Targets: at most
+0.5 µs per chunk, a ratio of at most 1.02, 5 µs per non-stream call and 50 MB per million records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import litellm  # noqa: E402
+import wrapt  # noqa: E402
+from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices, Usage  # noqa: E402
+
+import shim  # noqa: E402
+from shim.calls import Call  # noqa: E402
+from shim.records import Api, Source, UsageRecord  # noqa: E402
+from shim.streams import wrap_stream  # noqa: E402
+from shim.wrappers import make_sync_wrapper  # noqa: E402
+
+MODEL = "gpt-4o-mini"
+MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
+WORDS = ("amber", "basil", "cedar", "delta", "ember", "fjord", "garnet", "harbor", "indigo", "juniper")
+# mock_response streams 3 characters per chunk, so this text gives about 1,000 chunks per call.
+LONG_TEXT = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(500))[:3000]
+
+# CPU time of this process: load from other processes on the machine inflates it far less than wall time.
+# It includes litellm's own background threads, on both sides of every comparison.
+CLOCK = time.process_time
+
+TARGETS = {
+    "stream_chunk_overhead_us": 0.5,
+    "mock_stream_ratio": 1.02,
+    "call_overhead_us": 5.0,
+    "aggregator_mb_per_million": 50.0,
+}
+
+
+# ----- prebuilt chunks behind a minimal stream ----------------------------------------------------------------
+
+
+def build_chunks(count: int) -> list[ModelResponseStream]:
+    """Return ``count`` content chunks and a trailing usage chunk, as a provider's stream would send."""
+    chunks = [
+        ModelResponseStream(
+            id="chatcmpl-bench",
+            model=MODEL,
+            choices=[StreamingChoices(index=0, delta=Delta(content=WORDS[i % len(WORDS)] + " "))],
+        )
+        for i in range(count)
+    ]
+    usage = Usage(prompt_tokens=20, completion_tokens=count, total_tokens=20 + count)
+    chunks.append(ModelResponseStream(id="chatcmpl-bench", model=MODEL, choices=[], usage=usage))
+    return chunks
+
+
+class AsyncChunkSource:
+    """Minimal async stream over prebuilt chunks (no close, no context manager)."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: list) -> None:
+        self._chunks = iter(chunks)
+
+    def __aiter__(self) -> AsyncChunkSource:
+        return self
+
+    async def __anext__(self):
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class SyncChunkSource:
+    """Minimal sync stream over prebuilt chunks."""
+
+    __slots__ = ("_chunks",)
+
+    def __init__(self, chunks: list) -> None:
+        self._chunks = iter(chunks)
+
+    def __iter__(self) -> SyncChunkSource:
+        return self
+
+    def __next__(self):
+        return next(self._chunks)
+
+
+def new_call() -> Call:
+    return Call(Api.CHAT_COMPLETIONS, MODEL, MESSAGES, None, True)
+
+
+async def time_async_stream(chunks: list, proxied: bool) -> float:
+    source = AsyncChunkSource(chunks)
+    stream = wrap_stream(source, new_call()) if proxied else source
+    start = CLOCK()
+    async for _ in stream:
+        pass
+    return CLOCK() - start
+
+
+def time_sync_stream(chunks: list, proxied: bool) -> float:
+    source = SyncChunkSource(chunks)
+    stream = wrap_stream(source, new_call()) if proxied else source
+    start = CLOCK()
+    for _ in stream:
+        pass
+    return CLOCK() - start
+
+
+def chunk_overhead(chunks: list, repeats: int) -> dict[str, float]:
+    """Return the median added microseconds per chunk of the proxy, async and sync.
+
+    Bare and proxied runs alternate so that drift of the machine affects both alike. Each proxied run
+    includes the call's finalisation at the end of the stream (usage read from the last chunk, cost looked
+    up), spread over all chunks.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        async_bare, async_proxy, sync_bare, sync_proxy = [], [], [], []
+        for _ in range(repeats):
+            gc.collect()
+            async_bare.append(loop.run_until_complete(time_async_stream(chunks, False)))
+            async_proxy.append(loop.run_until_complete(time_async_stream(chunks, True)))
+            sync_bare.append(time_sync_stream(chunks, False))
+            sync_proxy.append(time_sync_stream(chunks, True))
+    finally:
+        loop.close()
+    count = len(chunks)
+    return {
+        "async_bare_us": statistics.median(async_bare) / count * 1e6,
+        "async_overhead_us": (statistics.median(async_proxy) - statistics.median(async_bare)) / count * 1e6,
+        "sync_bare_us": statistics.median(sync_bare) / count * 1e6,
+        "sync_overhead_us": (statistics.median(sync_proxy) - statistics.median(sync_bare)) / count * 1e6,
+    }
+
+
+# ----- litellm calls with mock_response, with and without the shim ---------------------------------------------------
+
+
+async def mock_stream_call(acompletion: Callable) -> int:
+    stream = await acompletion(model=MODEL, messages=MESSAGES, mock_response=LONG_TEXT, stream=True)
+    count = 0
+    async for _ in stream:
+        count += 1
+    return count
+
+
+async def mock_plain_call(acompletion: Callable) -> None:
+    await acompletion(model=MODEL, messages=MESSAGES, mock_response="A short answer.")
+
+
+async def time_pairs(with_shim: Callable, without: Callable, pairs: int, make_call: Callable) -> list[tuple]:
+    """Time ``pairs`` pairs of calls, one through the shim's wrapper and one through the original.
+
+    The order inside a pair alternates, so that litellm's background work (its logging threads) and any
+    drift of the machine fall on both sides alike. Returns (seconds without, seconds with) per pair.
+    """
+    results = []
+    for number in range(pairs):
+        order = (without, with_shim) if number % 2 == 0 else (with_shim, without)
+        durations = {}
+        for function in order:
+            start = CLOCK()
+            await make_call(function)
+            durations[function] = CLOCK() - start
+        results.append((durations[without], durations[with_shim]))
+    return results
+
+
+def compare_with_shim(make_call: Callable, pairs: int) -> dict[str, float]:
+    """Compare litellm.acompletion with the shim installed against its unwrapped original, call by call.
+
+    Returns the median seconds per call on each side and the median of the per-pair differences. Every
+    record goes to an Aggregator, as a host's listener would.
+    """
+    aggregator = shim.Aggregator()
+    key = shim.subscribe(aggregator, key="bench.aggregator")
+    report = shim.install()
+    if sorted(report.patched) != sorted(("acompletion", "completion", "aresponses", "responses")):
+        raise RuntimeError(f"shim.install() did not patch litellm: {report}")
+    wrapper = litellm.acompletion
+    original = wrapper.__wrapped__
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(time_pairs(wrapper, original, 5, make_call))  # warm litellm's lazy imports
+        gc.collect()
+        results = loop.run_until_complete(time_pairs(wrapper, original, pairs, make_call))
+    finally:
+        loop.close()
+        shim.uninstall()
+        shim.unsubscribe(key)
+    if aggregator.total().calls != pairs + 5:
+        raise RuntimeError(f"expected {pairs + 5} records, the aggregator got {aggregator.total().calls}")
+    return {
+        "without_s": statistics.median(without for without, _ in results),
+        "with_s": statistics.median(with_shim for _, with_shim in results),
+        "difference_s": statistics.median(with_shim - without for without, with_shim in results),
+    }
+
+
+def isolated_call_overhead(repeats: int) -> float:
+    """Return the median microseconds the sync wrapper adds around a stub that returns a real ModelResponse.
+
+    This removes litellm's own run time (and its noise) from the measurement: the stub returns a response
+    made once by ``litellm.completion(mock_response=...)``, so the shim does all of its per-call work
+    (start, usage read, cost from hidden parameters, record, listener) on a real object.
+    """
+    response = litellm.completion(model=MODEL, messages=MESSAGES, mock_response="A short answer.")
+
+    def stub(model, messages, **kwargs):
+        return response
+
+    wrapped = wrapt.FunctionWrapper(stub, make_sync_wrapper(Api.CHAT_COMPLETIONS))
+    aggregator = shim.Aggregator()
+    key = shim.subscribe(aggregator, key="bench.isolated")
+    calls = 20_000
+    bare_runs, wrapped_runs = [], []
+    try:
+        for _ in range(repeats):
+            gc.collect()
+            start = CLOCK()
+            for _ in range(calls):
+                stub(model=MODEL, messages=MESSAGES)
+            bare_runs.append(CLOCK() - start)
+            start = CLOCK()
+            for _ in range(calls):
+                wrapped(model=MODEL, messages=MESSAGES)
+            wrapped_runs.append(CLOCK() - start)
+    finally:
+        shim.unsubscribe(key)
+    return (statistics.median(wrapped_runs) - statistics.median(bare_runs)) / calls * 1e6
+
+
+# ----- aggregator memory ----------------------------------------------------------------------------------------
+
+
+def aggregator_memory(records: int, chats: int) -> dict[str, float]:
+    """Feed ``records`` records spread over ``chats`` chats (3 scopes each) to a default Aggregator.
+
+    Returns the memory the aggregator still holds afterwards, measured by tracemalloc, and the records per
+    second (tracemalloc slows allocation, so the rate is only a lower bound).
+    """
+    scopes = [
+        {"context_id": f"ctx-{chat:05d}", "agent_no": agent, "role": role}
+        for chat in range(chats)
+        for agent, role in ((0, "chat"), (0, "utility"), (1, "chat"))
+    ]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    aggregator = shim.Aggregator()
+    start = CLOCK()
+    for number in range(records):
+        aggregator.add(
+            UsageRecord(
+                call_id=f"call-{number}",
+                api=Api.CHAT_COMPLETIONS,
+                stream=True,
+                requested_model="openai/fake-model",
+                prompt_tokens=1200,
+                completion_tokens=300,
+                total_tokens=1500,
+                cached_tokens=200,
+                cost=0.0012,
+                source=Source.PROVIDER,
+                scope=scopes[number % len(scopes)],
+            )
+        )
+    elapsed = CLOCK() - start
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    groups = len(aggregator.groups())
+    del aggregator
+    return {"held_mb": held / 1e6, "groups": groups, "records_per_s": records / elapsed}
+
+
+# ----- report -----------------------------------------------------------------------------------------------------
+
+
+def environment() -> dict[str, str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "litellm": metadata.version("litellm"),
+        "wrapt": metadata.version("wrapt"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and records (smoke test, noisier)")
+    args = parser.parse_args(argv)
+
+    repeats = 5 if args.quick else 21
+    stream_pairs = 10 if args.quick else 60
+    plain_pairs = 300 if args.quick else 3_000
+    records = 100_000 if args.quick else 1_000_000
+
+    print("environment:", json.dumps(environment()))
+
+    chunks = build_chunks(5_000)
+    overhead = chunk_overhead(chunks, repeats)
+    print(
+        f"stream proxy, per chunk: async bare {overhead['async_bare_us']:.3f} us, "
+        f"added {overhead['async_overhead_us']:.3f} us; sync bare {overhead['sync_bare_us']:.3f} us, "
+        f"added {overhead['sync_overhead_us']:.3f} us (median of {repeats} runs of {len(chunks):,} chunks)"
+    )
+
+    chunks_per_call = asyncio.run(mock_stream_call(litellm.acompletion))
+    stream = compare_with_shim(mock_stream_call, stream_pairs)
+    ratio = stream["with_s"] / stream["without_s"]
+    print(
+        f"mock_response stream of {chunks_per_call} chunks: {stream['without_s'] * 1e3:.2f} ms without the shim, "
+        f"{stream['with_s'] * 1e3:.2f} ms with it, ratio {ratio:.4f} (median of {stream_pairs} pairs)"
+    )
+
+    plain = compare_with_shim(mock_plain_call, plain_pairs)
+    call_overhead = plain["difference_s"] * 1e6
+    print(
+        f"mock_response non-stream call: {plain['without_s'] * 1e6:.1f} us without the shim, "
+        f"{plain['with_s'] * 1e6:.1f} us with it, added {call_overhead:.1f} us "
+        f"(median of {plain_pairs} paired differences)"
+    )
+    isolated = isolated_call_overhead(repeats)
+    print(f"sync wrapper around a stub returning a real ModelResponse: added {isolated:.2f} us per call")
+
+    memory = aggregator_memory(records, chats=4_000)
+    print(
+        f"Aggregator after {records:,} records in {memory['groups']:,} groups: {memory['held_mb']:.2f} MB held, "
+        f"{memory['records_per_s']:,.0f} records/s under tracemalloc"
+    )
+    if records != 1_000_000:
+        print("note: --quick feeds fewer records; aggregator_mb_per_million is the memory held after them")
+
+    figures = {
+        "stream_chunk_overhead_us": round(max(overhead["async_overhead_us"], overhead["sync_overhead_us"]), 3),
+        "mock_stream_ratio": round(ratio, 4),
+        "call_overhead_us": round(call_overhead, 2),
+        "aggregator_mb_per_million": round(memory["held_mb"], 2),
+        "stream_chunk_overhead_async_us": round(overhead["async_overhead_us"], 3),
+        "stream_chunk_overhead_sync_us": round(overhead["sync_overhead_us"], 3),
+        "isolated_call_overhead_us": round(isolated, 2),
+        "mock_stream_chunks": chunks_per_call,
+    }
+    missed = [name for name, limit in TARGETS.items() if figures[name] > limit]
+    print("targets missed:", ", ".join(missed) if missed else "none")
+    print(json.dumps({**figures, "records": records}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
