@@ -18,6 +18,8 @@ from .scope import Scope
 from .usage import TokenCounts, read_usage
 
 _call_numbers = itertools.count(1)
+_drain_tasks: set[asyncio.Task[None]] = set()  # strong references until each background read ends
+DRAIN_TIMEOUT_S = 30.0
 _PROCESS_TAG = f"tm-{os.getpid()}"
 _RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
@@ -85,6 +87,8 @@ class Call:
         "finalizer",
         "injected_usage_request",
         "own_chunks",
+        "stream_object",
+        "draining",
     )
 
     def __init__(self, api: Api, model: Any, messages: Any, request_input: Any, stream: bool) -> None:
@@ -108,6 +112,8 @@ class Call:
         self.finalizer: Any = None
         self.injected_usage_request = False
         self.own_chunks: list[Any] | None = None
+        self.stream_object: Any = None
+        self.draining = False
 
     # ----- start of a stream ------------------------------------------------------------------------
 
@@ -129,6 +135,8 @@ class Call:
             report_error("read stream facts", exc)
         if self.api is Api.RESPONSES:
             self.text_parts = []
+        if RUNTIME.settings.get("drain_abandoned") and hasattr(type(stream), "__anext__"):
+            self.stream_object = stream
         if self.scope is not None:
             self.scope.open_calls.add(self)
 
@@ -184,6 +192,7 @@ class Call:
         if self.finalizer is not None:
             self.finalizer.detach()
             self.finalizer = None
+        self.stream_object = None
         return True
 
     def finish_response(self, response: Any) -> None:
@@ -229,8 +238,54 @@ class Call:
         return self._finish_stream_or_error(outcome, reason, None, True)
 
     def finish_abandoned(self, reason: str = "abandoned") -> bool:
-        """Record a stream the caller stopped reading without closing it."""
+        """Record a stream the caller stopped reading without closing it.
+
+        With the ``drain_abandoned`` setting, an async stream abandoned on a thread with a running event
+        loop is read to its end in a background task first (at most ``DRAIN_TIMEOUT_S``), so that usage
+        sent in the stream's last chunks is still the provider's. The chunks read there reach no one.
+        """
+        if self.done or self.draining:
+            return False
+        if self.stream_object is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self.draining = True
+                task = loop.create_task(self._drain(reason))
+                _drain_tasks.add(task)
+                task.add_done_callback(_drain_tasks.discard)
+                return True
         return self.finish_stream(Outcome.ABANDONED, reason)
+
+    async def _drain(self, reason: str) -> None:
+        stream, self.stream_object = self.stream_object, None
+        read = 0
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while True:
+                    chunk = await stream.__anext__()
+                    read += 1
+                    self._observe_drained(chunk)
+        except StopAsyncIteration:
+            pass
+        except BaseException as exc:  # includes the timeout and cancellation at loop shutdown
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
+        finally:
+            self.draining = False
+            suffix = f"; {read} unread chunks read in the background" if read else ""
+            self.finish_stream(Outcome.ABANDONED, reason + suffix)
+
+    def _observe_drained(self, chunk: Any) -> None:
+        """Keep what the record needs from a chunk read after abandonment, without counting it."""
+        if self.api is Api.RESPONSES:
+            count, first = self.chunk_count, self.first_chunk_s
+            self.observe_responses(chunk)
+            self.chunk_count, self.first_chunk_s = count, first
+        elif self.own_chunks is not None:
+            self.own_chunks.append(chunk)
 
     def _finish_stream_or_error(
         self, outcome: Outcome, reason: str, error_type: str | None, during_stream: bool
@@ -251,7 +306,8 @@ class Call:
         flags = counts.flags
         missing_reason = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
         if counts.reported:
-            source, why = Source.PROVIDER, None
+            # An abandoned stream keeps its reason even with provider numbers: they may be partial.
+            source, why = Source.PROVIDER, (reason if outcome is Outcome.ABANDONED else None)
         else:
             estimate = self._estimate() if during_stream else None
             if estimate is None:

@@ -108,18 +108,24 @@ def _rebind(replacements: dict[int, tuple[Any, Any]]) -> list[str]:
     return rebound
 
 
-def configure(*, request_stream_usage: bool | None = None, estimate: bool | None = None) -> dict[str, Any]:
+def configure(
+    *,
+    request_stream_usage: bool | None = None,
+    estimate: bool | None = None,
+    drain_abandoned: bool | None = None,
+) -> dict[str, Any]:
     """Change settings and return all of them.
 
     ``request_stream_usage``: ask providers for usage on streamed chat calls that did not set
     ``stream_options`` (see ``shim.stream_usage``). ``estimate``: count tokens with litellm's tokenizer
-    when a stream carried no usage.
+    when a stream carried no usage. ``drain_abandoned``: read the rest of an abandoned async stream in
+    a background task so that usage in its last chunks is recorded (see ``Call.finish_abandoned``).
     """
+    changes = {"request_stream_usage": request_stream_usage, "estimate": estimate, "drain_abandoned": drain_abandoned}
     with RUNTIME.lock:
-        if request_stream_usage is not None:
-            RUNTIME.settings["request_stream_usage"] = bool(request_stream_usage)
-        if estimate is not None:
-            RUNTIME.settings["estimate"] = bool(estimate)
+        for name, value in changes.items():
+            if value is not None:
+                RUNTIME.settings[name] = bool(value)
         return dict(RUNTIME.settings)
 
 

@@ -25,7 +25,7 @@ def _create() -> types.ModuleType:
     state.listeners = {}  # key -> callable(record)
     state.listener_tuple = ()  # snapshot of listeners.values(), rebuilt on change
     state.installation = None  # dict describing the active install, or None
-    state.settings = {"request_stream_usage": False, "estimate": True}
+    state.settings = {"request_stream_usage": False, "estimate": True, "drain_abandoned": False}
     state.scope_fallback = None  # callable returning attributes for calls made outside any scope
     state.rejected_stream_options = set()  # (provider, api_base, model) that answered HTTP 400
     state.error_counts = {}  # (where, exception type name) -> count

@@ -44,8 +44,7 @@ def context_limit(configured: Any, model: str | None, provider: str | None) -> d
         warning = f"no context length is configured; using the model's window of {window} tokens"
     elif window is not None and configured_tokens > window:
         warning = (
-            f"the configured context length {configured_tokens} exceeds the model's input window of "
-            f"{window} tokens"
+            f"the configured context length {configured_tokens} exceeds the model's input window of {window} tokens"
         )
     elif unknown:
         warning = f"{unknown}, so the configured context length cannot be checked"

@@ -1,0 +1,10 @@
+"""End the usage scope of Agent.monologue; streams it left open are recorded now."""
+
+from helpers.extension import Extension
+
+from usr.plugins.token_meter.helpers import hooks
+
+
+class TokenMeterMonologueEnd(Extension):
+    async def execute(self, data: dict | None = None, **kwargs):
+        hooks.end_scope(data)
