@@ -7,7 +7,6 @@ default authentication and CSRF protection.
 """
 
 from helpers.api import ApiHandler, Request
-
 from usr.plugins.token_meter.helpers import meter
 
 

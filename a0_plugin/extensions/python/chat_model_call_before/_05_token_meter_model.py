@@ -1,7 +1,6 @@
 """Keep the chat model's configured context length for the token meter."""
 
 from helpers.extension import Extension
-
 from usr.plugins.token_meter.helpers import hooks
 
 

@@ -1,7 +1,6 @@
 """End the usage scope of Agent.monologue; streams it left open are recorded now."""
 
 from helpers.extension import Extension
-
 from usr.plugins.token_meter.helpers import hooks
 
 

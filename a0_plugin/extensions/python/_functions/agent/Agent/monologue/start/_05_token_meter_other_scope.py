@@ -1,7 +1,6 @@
 """Attribute the LLM calls inside Agent.monologue to the agent's chat, agent number and role "other"."""
 
 from helpers.extension import Extension
-
 from usr.plugins.token_meter.helpers import hooks
 
 

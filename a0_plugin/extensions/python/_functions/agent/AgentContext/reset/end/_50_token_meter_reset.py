@@ -1,7 +1,6 @@
 """Clear a chat's token figures when A0 resets the chat."""
 
 from helpers.extension import Extension
-
 from usr.plugins.token_meter.helpers import hooks
 
 
