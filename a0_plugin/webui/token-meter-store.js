@@ -18,8 +18,8 @@ export const ROLES = [
   { key: "other", label: "Other" },
 ];
 
-const SPARKLINE_WIDTH = 240;
-const SPARKLINE_HEIGHT = 36;
+const SPARKLINE_WIDTH = 300;
+const SPARKLINE_HEIGHT = 32;
 const SPARKLINE_PADDING = 3;
 const LEVELS = new Set(["ok", "warn", "critical", "unknown"]);
 const integerFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
@@ -219,15 +219,18 @@ function limitText(limit) {
 }
 
 function lastCallRows(last, showCost) {
+  // Estimated token counts carry the same "≈" mark as the badge.
+  const mark = last.source === "estimated" ? "≈" : "";
+  const tokens = (value) => (isKnownNumber(value) ? mark + formatInteger(value) : UNKNOWN);
   // Wide rows hold text and take the popover's full width; the others pair up in two columns.
   const rows = [
     { key: "model", label: "Model", wide: true, value: typeof last.model === "string" && last.model ? last.model : "unknown" },
-    { key: "prompt", label: "Prompt", value: formatInteger(last.prompt) },
-    { key: "cached", label: "Cached", value: formatInteger(last.cached) },
-    { key: "completion", label: "Completion", value: formatInteger(last.completion) },
-    { key: "reasoning", label: "Reasoning", value: formatInteger(last.reasoning) },
-    { key: "total", label: "Total", value: formatInteger(last.total) },
-    { key: "fill", label: "Context used", value: formatPercent(last.fill_percent) },
+    { key: "prompt", label: "Prompt", value: tokens(last.prompt) },
+    { key: "cached", label: "Cached", value: tokens(last.cached) },
+    { key: "completion", label: "Completion", value: tokens(last.completion) },
+    { key: "reasoning", label: "Reasoning", value: tokens(last.reasoning) },
+    { key: "total", label: "Total", value: tokens(last.total) },
+    { key: "fill", label: "Context used", value: isKnownNumber(last.fill_percent) ? mark + formatPercent(last.fill_percent) : UNKNOWN },
   ];
   if (isKnownNumber(last.agent)) {
     rows.push({ key: "agent", label: "Agent", value: String(last.agent) });
@@ -257,11 +260,11 @@ function notesFor(meter, last, showCost) {
     notes.push({ key: "status", level: "critical", text: status.message || "Token figures are unavailable." });
   }
   if (last && last.source === "estimated") {
-    const why = last.reason ? `: ${last.reason}` : "";
-    notes.push({ key: "last-estimated", level: "info", text: `The last call's figures are estimated${why}.` });
+    const reasonSuffix = last.reason ? `: ${last.reason}` : "";
+    notes.push({ key: "last-estimated", level: "info", text: `The last call's figures are estimated${reasonSuffix}.` });
   } else if (last && last.source === "unavailable") {
-    const why = last.reason ? `: ${last.reason}` : "";
-    notes.push({ key: "last-unavailable", level: "warn", text: `The last call has no token figures${why}.` });
+    const reasonSuffix = last.reason ? `: ${last.reason}` : "";
+    notes.push({ key: "last-unavailable", level: "warn", text: `The last call has no token figures${reasonSuffix}.` });
   }
 
   const calls = sumOver(meter.totals, "calls");
@@ -398,13 +401,20 @@ function figuresDescription(meter) {
     ...detailsFor(meter),
     state: last ? "ok" : "idle",
     badge,
-    shortBadge: isKnownNumber(percent) ? `${Math.round(percent)}%` : last ? UNKNOWN : "–",
+    shortBadge: shortBadge(last, percent),
     level: last ? level : "unknown",
     quiet: !last,
     estimated,
     estimateTitle: estimated ? `estimated: ${reason}` : "",
     fillWidth: fillWidth(percent),
   };
+}
+
+/** Return the badge text for narrow windows: the fill percentage, "?" when it is unknown, "–" before any call. */
+function shortBadge(last, percent) {
+  if (isKnownNumber(percent)) return `${Math.round(percent)}%`;
+  if (last) return UNKNOWN;
+  return "–";
 }
 
 function fallbackBadge(last) {
