@@ -3,7 +3,7 @@
  *
  * The figures arrive in A0's state snapshot as `$store.chats.selectedContext.token_meter` (format
  * version 1, written by the plugin's Python side). This store keeps no copy of them and runs no timer:
- * the widget calls `describe()` from Alpine bindings, so it re-renders whenever A0 replaces the
+ * the widget calls `describe()` from an Alpine effect, so it re-renders whenever A0 replaces the
  * selected chat's snapshot entry. The server computes the badge text and fill level; the number
  * formats of the details popover are computed here. Unknown numbers (null, missing, not finite) are
  * shown as "?", never as 0.
