@@ -22,7 +22,14 @@ or ``POST /control``. A request overrides them with directives after ``@`` in it
 the model, so ``openai/fake-model@usage=finish`` reaches the server as ``fake-model@usage=finish``.
 An unknown directive or an invalid value gets HTTP 400, so a typo cannot go unnoticed.
 
-Answers are deterministic for a given list of messages. A request whose system prompt contains
+NOTE: litellm (observed on 1.79.3, 1.88.1 and 1.110.2) fakes Responses API streaming for a model
+that is not in its model map, which includes any name with directives: it sends one non-stream
+request and makes the events itself. For a real streamed ``/v1/responses`` request, use a model
+name litellm has in its map (e.g. ``openai/gpt-4o-mini``) and set the controls as server defaults.
+The same versions sent neither ``user`` nor ``metadata`` in chat completion requests for
+``openai/fake-model``, so tag those requests with the ``X-Fake-Tag`` header (``extra_headers``).
+
+Replies are deterministic for a given list of messages. A request whose system prompt contains
 both ``tool_name`` and ``tool_args`` (Agent Zero's agent prompt) gets a JSON tool call for the
 ``response`` tool; every other request gets plain text.
 
@@ -84,7 +91,7 @@ WORDS = (
 
 
 class ControlError(ValueError):
-    """Invalid control name or value; the server replies HTTP 400 with this message."""
+    """Invalid control name or value. The server replies HTTP 400 with this message."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +131,7 @@ class Controls:
     reasoning_tokens: int | None = None
 
     def replace(self, changes: dict[str, Any]) -> Controls:
-        """Return a copy with ``changes`` applied; values may be strings or native types.
+        """Return a copy with ``changes`` applied. Values may be strings or native types.
 
         Keys may use ``-`` or ``_``. The value ``off`` clears an optional control. A value of
         None for a boolean control means true, so a bare directive such as
@@ -300,7 +307,7 @@ def messages_digest(messages: list[dict[str, Any]]) -> str:
 
 
 def looks_like_agent_zero_prompt(messages: list[dict[str, Any]]) -> bool:
-    """Return whether the system prompt asks for Agent Zero's JSON tool-call format.
+    """Return whether the system prompt requests Agent Zero's JSON tool-call format.
 
     Agent Zero's agent prompt names the reply fields ``tool_name`` and ``tool_args``. Only
     system and developer messages are checked, because utility calls can carry earlier tool-call
@@ -318,7 +325,7 @@ def looks_like_agent_zero_prompt(messages: list[dict[str, Any]]) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class TokenCounts:
-    """Token counts of one answer; ``completion`` includes ``reasoning``, ``prompt`` includes ``cached``."""
+    """Token counts of one reply. ``completion`` includes ``reasoning`` and ``prompt`` includes ``cached``."""
 
     prompt: int
     completion: int
@@ -361,7 +368,7 @@ def compute_token_counts(messages: list[dict[str, Any]], pieces: int, controls: 
 
 
 def _pick_words(digest: str, count: int) -> list[str]:
-    """Return ``count`` words chosen by ``digest``; no word equals the one before it."""
+    """Return ``count`` words chosen by ``digest``, each different from the one before it."""
     words: list[str] = []
     for index in range(count):
         seed = hashlib.sha256(f"{digest}:{index}".encode()).digest()
@@ -481,7 +488,7 @@ def build_chat_stream(
     malformed: str | None,
     include_usage_null: bool,
 ) -> list[dict[str, Any]]:
-    """Return the chunks of a chat completion stream, with usage placed as ``placement`` says.
+    """Return the chunks of a chat completion stream, with usage at the given ``placement``.
 
     ``placement`` must already be resolved (not ``requested``). Content chunks come first (the
     first one carries the role), then the finish chunk, then the usage chunk of the ``trailing``
@@ -519,7 +526,7 @@ def build_chat_stream(
 
 
 def build_chat_completion(base: dict[str, Any], text: str, usage: dict[str, Any] | None) -> dict[str, Any]:
-    """Return a non-stream chat completion; ``usage`` None leaves the field out."""
+    """Return a non-stream chat completion. With ``usage`` None the field is left out."""
     completion = dict(base)
     completion["object"] = "chat.completion"
     completion["choices"] = [
@@ -768,7 +775,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     # -- bookkeeping ---------------------------------------------------------
 
     def _record(self, final: bool = False) -> None:
-        """Add this request's entry to the in-memory log once; write it to the JSONL log at the end.
+        """Add this request's entry to the in-memory log once, and write it to the JSONL log when final.
 
         The entry is added before the last bytes of a response are written, so a client that has
         read the whole response always finds it in ``FakeLLMServer.requests``.
@@ -794,7 +801,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return body
 
     def _resolve_controls(self, body: dict[str, Any]) -> tuple[str, Controls]:
-        """Read model, tag and stream flags into the log entry; return base model and controls."""
+        """Copy model, tag and stream flags into the log entry and return the base model and controls."""
         model = body.get("model")
         if not isinstance(model, str) or not model:
             model = DEFAULT_MODEL
@@ -819,7 +826,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.entry["agent_zero_prompt"] = looks_like_agent_zero_prompt(messages)
 
     def _early_error(self, body: dict[str, Any], controls: Controls) -> bool:
-        """Send the error a control asks for; return whether one was sent."""
+        """Send the error that the ``error`` or ``reject_stream_options`` control requests.
+
+        Returns whether an error was sent.
+        """
         if controls.error is not None:
             self._send_error(controls.error, f"fake error: HTTP {controls.error} requested by the error control")
             return True
@@ -860,7 +870,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise _ClientDisconnected() from error
 
     def _send_events(self, events: list[tuple[str | None, dict[str, Any]]], controls: Controls, done: bool) -> None:
-        """Stream SSE events, honouring ``delay`` and ``drop``; end with ``[DONE]`` when ``done``.
+        """Stream SSE events with the ``delay`` and ``drop`` controls, ending with ``[DONE]`` if ``done``.
 
         Each event is ``(event name or None, data)``. Usage counters in the log entry are updated
         as events go out, so a dropped or abandoned stream logs only what was sent.
@@ -870,7 +880,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if controls.drop is not None and self.entry["chunks_sent"] >= controls.drop:
                 self._drop_connection()
             if controls.delay and stopping.wait(controls.delay):
-                self._drop_connection()
+                self.entry["error"] = "server stopped during the stream"
+                self._drop_connection(by_control=False)
             usage = data.get("usage", None) if name is None else (data.get("response") or {}).get("usage")
             if usage is not None:
                 self.entry["usage"] = usage
@@ -886,8 +897,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._write_frame(b"data: [DONE]\n\n")
         self._write_frame(b"")
 
-    def _drop_connection(self) -> None:
-        self.entry["dropped"] = True
+    def _drop_connection(self, by_control: bool = True) -> None:
+        """Close the connection without ending the chunked body; ``by_control`` marks a ``drop``."""
+        self.entry["dropped"] = by_control
         self.close_connection = True
         self._record()
         try:
@@ -1047,7 +1059,7 @@ class FakeLLMServer:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> FakeLLMServer:
-        """Bind and serve in a background thread; return self. Raises RuntimeError if running."""
+        """Bind and serve in a background thread, then return self. Raises RuntimeError if running."""
         if self._httpd is not None:
             raise RuntimeError("FakeLLMServer is already running")
         if self._log_path:
@@ -1118,19 +1130,22 @@ class FakeLLMServer:
     # -- defaults and request log ---------------------------------------------
 
     def set_defaults(self, **changes: Any) -> Controls:
-        """Change the default controls (same rules as ``Controls.replace``); return the new ones."""
+        """Change the default controls by the rules of ``Controls.replace`` and return the new ones."""
         self.defaults = self.defaults.replace(changes)
         return self.defaults
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Copy of the request log, oldest first; each entry is a fresh dict.
+        """Copy of the request log, oldest first, as fresh dicts.
 
-        Entry keys: time, method, path, model (as received), stream, stream_options_sent,
-        stream_options, usage (the last usage object sent, or None), usage_placement,
-        usage_chunks, chunks_sent (SSE events sent, without ``[DONE]``), pieces, status, tag,
-        message_count, prompt_chars, agent_zero_prompt, dropped, client_disconnected, error,
-        duration_ms (once the handler has finished).
+        Each entry has these keys:
+        - time (ISO 8601, UTC), method, path, status, error, duration_ms (once the handler ends);
+        - model (as received), stream, stream_options_sent, stream_options, tag;
+        - usage: the last usage object sent, exactly as sent, or None;
+        - usage_placement, usage_chunks (chunks or events that carried usage);
+        - chunks_sent: SSE events sent, without ``[DONE]``; pieces: content pieces of the reply;
+        - message_count, prompt_chars, agent_zero_prompt (never the text itself);
+        - dropped (the ``drop`` control closed the connection), client_disconnected (a write failed).
         """
         with self._lock:
             return [dict(entry) for entry in self._entries]
@@ -1186,7 +1201,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Fake OpenAI-compatible model server on 127.0.0.1. Model-name directives "
         "(fake-model@usage=finish,chunks=7) override the defaults set here for one request."
     )
-    parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one (default 0)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port, 0 picks a free one (default 0)")
     parser.add_argument("--log", metavar="FILE", help="append one JSON line per request to FILE")
     parser.add_argument(
         "--usage",
@@ -1194,9 +1209,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="requested",
         help="where streamed chat completions carry usage (default requested)",
     )
-    parser.add_argument("--chunks", type=int, default=5, help="content pieces per answer (default 5)")
+    parser.add_argument("--chunks", type=int, default=5, help="content pieces per reply (default 5)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each stream chunk (default 0)")
-    parser.add_argument("--drop", type=int, help="close the connection after this many stream chunks")
+    parser.add_argument(
+        "--drop", type=int, help="close the connection after this many stream chunks (Responses API: events)"
+    )
     parser.add_argument("--malformed", choices=MALFORMED_VARIANTS, help="send malformed usage objects")
     parser.add_argument(
         "--reject-stream-options", action="store_true", help="reply HTTP 400 to requests that contain stream_options"
@@ -1208,7 +1225,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the server until SIGINT or SIGTERM; print the READY line on stdout once serving."""
+    """Run the server until SIGINT or SIGTERM, printing the READY line on stdout once it serves."""
     args = _build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -1229,7 +1246,7 @@ def main(argv: list[str] | None = None) -> int:
         server = FakeLLMServer(port=args.port, log_path=args.log, **defaults)
         server.start()
     except (ControlError, OSError) as error:
-        print(f"fake_llm_server: cannot start: {error}", file=sys.stderr)
+        print(f"fake_llm_server: failed to start on {HOST}:{args.port}: {error}", file=sys.stderr)
         return 2
 
     stop_requested = threading.Event()

@@ -7,9 +7,11 @@ raw SSE body with urllib so they do not depend on how a litellm version reshapes
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -37,7 +39,7 @@ AGENT_ZERO_SYSTEM = (
     "### response:\nfinal answer to user, use the response tool"
 )
 # litellm fakes Responses API streaming for models missing from its model map (one non-stream
-# request, events made locally), so native stream tests use a name litellm knows.
+# request, events made locally), so native stream tests use a model from that map.
 KNOWN_MODEL = "openai/gpt-4o-mini"
 
 
@@ -564,9 +566,6 @@ def test_responses_drop_counts_events(fake_server):
 
 
 def test_base64_embeddings_decode_to_floats(fake_server):
-    import base64
-    import struct
-
     status, raw = post_json(fake_server, "/v1/embeddings", {"model": "e", "input": "abc", "encoding_format": "base64"})
     _, plain_raw = post_json(fake_server, "/v1/embeddings", {"model": "e", "input": "abc"})
 
