@@ -46,6 +46,15 @@ def _extra_field(obj: Any, name: str) -> Any:
         return None
 
 
+def _lacks_details(usage: Any) -> bool:
+    """True when a Responses API usage object has neither input nor output token details."""
+    for name in ("input_tokens_details", "output_tokens_details"):
+        value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        if value is not None:
+            return False
+    return True
+
+
 def _fallback_scope() -> Scope | None:
     """Build a detached scope from the host's fallback callable, for a call made outside any scope."""
     fallback = RUNTIME.scope_fallback
@@ -326,7 +335,14 @@ class Call:
         who set ``stream_options``) never enter that list, so they are not mistaken for the provider's.
         """
         if self.api is Api.RESPONSES:
-            return read_usage(self.visible_usage) if self.visible_usage is not None else TokenCounts()
+            if self.visible_usage is None:
+                return TokenCounts()
+            counts = read_usage(self.visible_usage)
+            if counts.reported and _lacks_details(self.visible_usage):
+                # litellm 1.110 fills a missing response.completed usage with its own count, which has
+                # no token details; providers send both detail objects. Treat such usage as not sent.
+                return TokenCounts(flags=counts.flags)
+            return counts
         flags: tuple[str, ...] = ()
         for chunk in reversed(self.chunks or ()):
             usage = _extra_field(chunk, "usage")

@@ -6,7 +6,7 @@ event (stream) as ``input_tokens``, ``output_tokens``, ``input_tokens_details.ca
 
 litellm streams the Responses API natively (server-sent events) only for models its price map marks
 as able to stream, such as ``gpt-4o-mini``. For an unknown model it sends a non-stream request and
-builds the stream events itself from the answer. Stream tests run both paths. Server behaviour is
+builds the stream events itself from the response. Stream tests run both paths. Server behaviour is
 set with ``set_defaults`` instead of model-name directives, so litellm sees the plain model names.
 """
 
@@ -252,15 +252,7 @@ async def test_stream_record_equals_server_usage(records, fake_server, path, mod
     assert record.response_model == STREAM_MODELS[path]
 
 
-LITELLM_USAGE_IN_NATIVE_STREAM = pytest.mark.xfail(
-    LITELLM_VERSION >= (1, 110),
-    reason="shim bug: on litellm 1.110.2 the usage litellm counts itself for response.completed is "
-    "recorded as provider usage",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize("path", [pytest.param("native", marks=LITELLM_USAGE_IN_NATIVE_STREAM), "built"])
+@pytest.mark.parametrize("path", ["native", "built"])
 async def test_stream_no_usage_estimated(records, fake_server, path):
     fake_server.set_defaults(chunks=6, usage="never")
     _, events = await open_and_read("async", responses_kwargs(fake_server, model=STREAM_MODELS[path]))

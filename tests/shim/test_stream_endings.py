@@ -470,7 +470,7 @@ async def test_scope_end_finalises_open_stream(records, fake_server, mode):
         first = await read_some(stream, mode, 1)
         assert records.records == []
 
-    # Recorded at the scope's end, while the caller still holds the stream: no garbage collection.
+    # Recorded at the scope's end, while the caller still references the stream, so not by the garbage collector.
     assert len(records.records) == 1
     record = records.records[0]
     assert record.outcome is shim.Outcome.ABANDONED
