@@ -39,7 +39,7 @@ class RecordCollector:
 
     def only(self) -> shim.UsageRecord:
         """Return the single record, failing when there is not exactly one."""
-        records = self.wait_for(1)
+        self.wait_for(1)
         time.sleep(0.02)
         with self._lock:
             assert len(self.records) == 1, f"expected exactly one record, got {len(self.records)}"
