@@ -64,10 +64,14 @@ def assert_matches_server_usage(record: shim.UsageRecord, usage: dict) -> None:
 
 
 def assert_estimated(record: shim.UsageRecord, events: list, reason: str) -> None:
-    """Assert that ``record`` is litellm's token count of the input and of the text received."""
-    prompt = litellm.token_counter(text=INPUT)
+    """Assert that ``record`` is litellm's token count of the input and of the text received.
+
+    litellm picks the tokenizer by model name (o200k for gpt-4o-mini, its default for unknown models).
+    """
+    model = record.requested_model
+    prompt = litellm.token_counter(model=model, text=INPUT)
     text = delta_text(events)
-    completion = litellm.token_counter(text=text) if text else 0
+    completion = litellm.token_counter(model=model, text=text) if text else 0
     assert record.source is shim.Source.ESTIMATED
     assert record.source_reason == reason
     assert record.prompt_tokens == prompt
