@@ -26,7 +26,9 @@ _RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete"
 
 def _hidden_params(obj: Any) -> dict[str, Any] | None:
     try:
-        hidden = obj._hidden_params
+        # pydantic keeps private attributes in __pydantic_private__; reading it there skips __getattr__.
+        private = getattr(obj, "__pydantic_private__", None)
+        hidden = private.get("_hidden_params") if isinstance(private, dict) else obj._hidden_params
     except Exception:
         return None
     return hidden if isinstance(hidden, dict) else None
@@ -40,6 +42,9 @@ def _extra_field(obj: Any, name: str) -> Any:
         extra = None
     if extra and name in extra:
         return extra[name]
+    if hasattr(type(obj), "__pydantic_fields__"):
+        # A missing attribute makes pydantic raise and catch internally (microseconds); __dict__ does not.
+        return obj.__dict__.get(name)
     try:
         return getattr(obj, name, None)
     except Exception:
@@ -151,30 +156,8 @@ class Call:
 
     # ----- per chunk (hot path) ---------------------------------------------------------------------
 
-    def observe_chat(self, chunk: Any) -> None:
-        """Note one chat chunk's timing and count.
-
-        Usage is not read here: litellm keeps every provider chunk that carried usage in the stream's
-        ``chunks`` list (also the usage-only chunks it hides from the caller), and ``_provider_usage``
-        reads it from there once, at the end.
-        """
-        count = self.chunk_count
-        if count == 0:
-            self.first_chunk_s = time.perf_counter() - self.started_perf
-        self.chunk_count = count + 1
-
-    def observe_chat_keeping(self, chunk: Any) -> None:
-        """Like ``observe_chat``, for streams without a ``chunks`` list: keep the chunks ourselves."""
-        self.observe_chat(chunk)
-        if self.own_chunks is not None:
-            self.own_chunks.append(chunk)
-
     def observe_responses(self, event: Any) -> None:
-        """Note one Responses API event: timing, count, text deltas, and the final usage."""
-        count = self.chunk_count
-        if count == 0:
-            self.first_chunk_s = time.perf_counter() - self.started_perf
-        self.chunk_count = count + 1
+        """Note one Responses API event's text delta or final usage (the proxy counts the events)."""
         kind = getattr(event, "type", None)
         if kind == "response.output_text.delta":
             delta = getattr(event, "delta", None)
@@ -290,9 +273,7 @@ class Call:
     def _observe_drained(self, chunk: Any) -> None:
         """Keep what the record needs from a chunk read after abandonment, without counting it."""
         if self.api is Api.RESPONSES:
-            count, first = self.chunk_count, self.first_chunk_s
             self.observe_responses(chunk)
-            self.chunk_count, self.first_chunk_s = count, first
         elif self.own_chunks is not None:
             self.own_chunks.append(chunk)
 

@@ -29,19 +29,29 @@ def estimate_chat_stream(chunks: list[Any] | None, messages: Any, model: str | N
     return TokenCounts(prompt=prompt, completion=completion, total=prompt + completion)
 
 
+def _value(obj: Any, name: str) -> Any:
+    """Read a field of a pydantic object from its __dict__ or extras, else by getattr."""
+    if hasattr(type(obj), "__pydantic_fields__"):
+        value = obj.__dict__.get(name)
+        if value is None and obj.__pydantic_extra__:
+            value = obj.__pydantic_extra__.get(name)
+        return value
+    return getattr(obj, name, None)
+
+
 def streamed_text(chunks: Any) -> str:
     """Concatenate the generated text of chat chunks: content, reasoning and tool-call arguments."""
     parts: list[str] = []
     for chunk in chunks:
-        for choice in getattr(chunk, "choices", None) or ():
-            delta = getattr(choice, "delta", None)
+        for choice in _value(chunk, "choices") or ():
+            delta = _value(choice, "delta")
             if delta is None:
                 continue
             for name in ("reasoning_content", "content"):
-                value = getattr(delta, name, None)
+                value = _value(delta, name)
                 if isinstance(value, str):
                     parts.append(value)
-            for tool_call in getattr(delta, "tool_calls", None) or ():
+            for tool_call in _value(delta, "tool_calls") or ():
                 function = getattr(tool_call, "function", None)
                 arguments = getattr(function, "arguments", None)
                 if isinstance(arguments, str):

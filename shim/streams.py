@@ -9,6 +9,7 @@ the same TypeError the bare stream raises instead of forwarding.
 from __future__ import annotations
 
 import weakref
+from time import perf_counter
 from typing import Any
 
 import wrapt
@@ -40,12 +41,13 @@ class _StreamProxy(wrapt.ObjectProxy):
     def __init__(self, wrapped: Any, call: Call) -> None:
         super().__init__(wrapped)
         self._self_call = call
+        # Chat streams with litellm's chunk list need only counting, done inline in the iteration methods.
         if call.api is Api.RESPONSES:
             self._self_observe = call.observe_responses
         elif call.own_chunks is not None:
-            self._self_observe = call.observe_chat_keeping
+            self._self_observe = call.own_chunks.append
         else:
-            self._self_observe = call.observe_chat
+            self._self_observe = None
 
     def __reduce_ex__(self, protocol: int) -> Any:  # pragma: no cover - streams are not picklable anyway
         return self.__wrapped__.__reduce_ex__(protocol)
@@ -71,10 +73,17 @@ class _AsyncIteration:
         except BaseException as exc:
             _finish(self._self_call, "finish_error", exc, True)
             raise
-        try:
-            self._self_observe(chunk)
-        except Exception as exc:
-            report_error("observe chunk", exc)
+        call = self._self_call
+        count = call.chunk_count
+        if not count:
+            call.first_chunk_s = perf_counter() - call.started_perf
+        call.chunk_count = count + 1
+        observe = self._self_observe
+        if observe is not None:
+            try:
+                observe(chunk)
+            except Exception as exc:
+                report_error("observe chunk", exc)
         return chunk
 
 
@@ -130,10 +139,17 @@ class _SyncIteration:
         except BaseException as exc:
             _finish(self._self_call, "finish_error", exc, True)
             raise
-        try:
-            self._self_observe(chunk)
-        except Exception as exc:
-            report_error("observe chunk", exc)
+        call = self._self_call
+        count = call.chunk_count
+        if not count:
+            call.first_chunk_s = perf_counter() - call.started_perf
+        call.chunk_count = count + 1
+        observe = self._self_observe
+        if observe is not None:
+            try:
+                observe(chunk)
+            except Exception as exc:
+                report_error("observe chunk", exc)
         return chunk
 
 
@@ -253,15 +269,28 @@ def proxy_class_for(stream_type: type, hide_usage_chunks: bool = False) -> type:
     return cls
 
 
+_result_kinds: dict[type, tuple[bool, bool]] = {}  # type -> (is a proxy, is a stream)
+
+
+def _result_kind(result_type: type) -> tuple[bool, bool]:
+    kind = _result_kinds.get(result_type)
+    if kind is None:
+        # hasattr on pydantic model classes goes through their metaclass and costs microseconds.
+        kind = _result_kinds[result_type] = (
+            getattr(result_type, PROXY_MARKER, False) is True,
+            hasattr(result_type, "__anext__") or hasattr(result_type, "__next__"),
+        )
+    return kind
+
+
 def is_stream(result: Any) -> bool:
     """True for objects that iterate as a stream (they define ``__anext__`` or ``__next__``)."""
-    result_type = type(result)
-    return hasattr(result_type, "__anext__") or hasattr(result_type, "__next__")
+    return _result_kind(type(result))[1]
 
 
 def is_proxy(result: Any) -> bool:
     """True when ``result`` is already a stream proxy of this or another copy of the shim."""
-    return getattr(type(result), PROXY_MARKER, False) is True
+    return _result_kind(type(result))[0]
 
 
 def wrap_stream(stream: Any, call: Call) -> Any:

@@ -41,6 +41,12 @@ def _field(obj: Any, name: str) -> Any:
         return None
     if isinstance(obj, dict):
         return obj.get(name)
+    if hasattr(type(obj), "__pydantic_fields__"):
+        value = obj.__dict__.get(name)
+        if value is not None:
+            return value
+        extra = obj.__pydantic_extra__
+        return extra.get(name) if extra else None
     try:
         return getattr(obj, name, None)
     except Exception:  # a broken property on a foreign object
@@ -79,6 +85,44 @@ def _first(obj: Any, names: tuple[str, ...]) -> tuple[str, Any]:
     return names[0], None
 
 
+def _plain_fields(obj: Any) -> dict[str, Any] | None:
+    if isinstance(obj, dict):
+        return obj
+    if hasattr(type(obj), "__pydantic_fields__"):
+        return obj.__dict__
+    return None
+
+
+def _read_well_formed(usage: Any) -> TokenCounts | None:
+    """Return the counts of a chat-style usage whose counts are all non-negative ints, else None.
+
+    The common case on every call, without the per-field checks of ``read_usage``.
+    """
+    fields = _plain_fields(usage)
+    if fields is None:
+        return None
+    prompt, completion, total = fields.get("prompt_tokens"), fields.get("completion_tokens"), fields.get("total_tokens")
+    if type(prompt) is not int or type(completion) is not int or type(total) is not int:
+        return None
+    if prompt < 0 or completion < 0 or total < 0 or (total and not prompt and not completion):
+        return None
+    details = []
+    for container, name in (
+        ("prompt_tokens_details", "cached_tokens"),
+        ("completion_tokens_details", "reasoning_tokens"),
+    ):
+        detail_fields = fields.get(container)
+        if detail_fields is None:
+            details.append(None)
+            continue
+        detail_fields = _plain_fields(detail_fields)
+        value = detail_fields.get(name) if detail_fields is not None else False
+        if value is not None and (type(value) is not int or value < 0):
+            return None
+        details.append(value)
+    return TokenCounts(prompt, completion, total, details[0], details[1])
+
+
 def read_usage(usage: Any) -> TokenCounts:
     """Read prompt, completion, total, cached and reasoning tokens from ``usage``.
 
@@ -88,6 +132,9 @@ def read_usage(usage: Any) -> TokenCounts:
     flags: list[str] = []
     if usage is None:
         return TokenCounts()
+    well_formed = _read_well_formed(usage)
+    if well_formed is not None:
+        return well_formed
 
     prompt_name, prompt_value = _first(usage, _PROMPT_NAMES)
     completion_name, completion_value = _first(usage, _COMPLETION_NAMES)

@@ -174,20 +174,6 @@ def test_listener_error_log_has_no_prompt_text(records, fake_server, shim_log):
 # ----- recorders ---------------------------------------------------------------------------------------------
 
 
-async def test_observe_chunk_failure_keeps_chunks(records, fake_server, shim_log, monkeypatch):
-    monkeypatch.setattr(Call, "observe_chat", raise_recorder_failure)
-
-    stream = await litellm.acompletion(**chat_kwargs(fake_server, "observe", stream=True))
-    chunks = await collect_async(stream)
-    sync_chunks = list(litellm.completion(**chat_kwargs(fake_server, "observe-sync", stream=True)))
-
-    assert text_of(chunks) == EXPECTED_TEXT
-    assert text_of(sync_chunks) == EXPECTED_TEXT
-    assert shim.error_counts() == {("observe chunk", "RecorderFailure"): len(chunks) + len(sync_chunks)}
-    assert len(shim_log("RecorderFailure")) == 1
-    assert len(records.wait_for(2)) == 2
-
-
 async def test_observe_event_failure_keeps_events(records, fake_server, shim_log, monkeypatch):
     monkeypatch.setattr(Call, "observe_responses", raise_recorder_failure)
     kwargs = {
