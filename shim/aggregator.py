@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .records import Source, UsageRecord
 
@@ -43,8 +44,25 @@ class Totals:
             self.cost += record.cost
 
 
+_scope_keys: dict[int, tuple[Any, Hashable]] = {}  # id(scope mapping) -> (the mapping, its key)
+_MAX_CACHED_SCOPE_KEYS = 4096
+
+
 def _scope_key(record: UsageRecord) -> Hashable:
-    return tuple(sorted((str(k), str(v)) for k, v in record.scope.items()))
+    """Group key of a record: its scope attributes as a sorted tuple, cached per scope mapping.
+
+    Records of one scope share one mapping object; the cache keeps that object alive so its id cannot
+    be reused by another mapping while cached.
+    """
+    scope = record.scope
+    cached = _scope_keys.get(id(scope))
+    if cached is not None and cached[0] is scope:
+        return cached[1]
+    key = tuple(sorted((str(k), str(v)) for k, v in scope.items()))
+    if len(_scope_keys) >= _MAX_CACHED_SCOPE_KEYS:
+        _scope_keys.clear()
+    _scope_keys[id(scope)] = (scope, key)
+    return key
 
 
 class Aggregator:

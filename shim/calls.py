@@ -175,6 +175,12 @@ class Call:
     # ----- endings ----------------------------------------------------------------------------------
 
     def _claim(self) -> bool:
+        if not self.stream:
+            # A non-stream call is finished once, by the wrapper on the caller's thread: no lock needed.
+            if self.done:
+                return False
+            self.done = True
+            return True
         with RUNTIME.lock:
             if self.done:
                 return False

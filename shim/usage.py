@@ -33,7 +33,7 @@ class TokenCounts:
 
         litellm returns a Usage of zeros when the provider sent none, so all zeros mean "not reported".
         """
-        return any(value for value in (self.prompt, self.completion, self.total))
+        return bool(self.prompt or self.completion or self.total)
 
 
 def _field(obj: Any, name: str) -> Any:
