@@ -88,10 +88,9 @@ class Aggregator:
         self._max_groups = max_groups
         self._recent: deque[UsageRecord] = deque(maxlen=max_recent)
         self._groups: dict[Hashable, Totals] = {}
-        self._total = Totals()
 
     def add(self, record: UsageRecord) -> None:
-        """Add a record to its group, the grand total and the recent list."""
+        """Add a record to its group and the recent list."""
         key = self._group_by(record)
         with self._lock:
             totals = self._groups.get(key)
@@ -102,15 +101,18 @@ class Aggregator:
                 if totals is None:
                     totals = self._groups[key] = Totals()
             totals.add(record)
-            self._total.add(record)
             self._recent.append(record)
 
     __call__ = add
 
     def total(self) -> Totals:
-        """Return a copy of the grand total."""
+        """Return the grand total, summed over the groups on each call (``add`` stays cheap)."""
+        grand = Totals()
         with self._lock:
-            return Totals(**{name: getattr(self._total, name) for name in Totals.__slots__})
+            for totals in self._groups.values():
+                for name in Totals.__slots__:
+                    setattr(grand, name, getattr(grand, name) + getattr(totals, name))
+        return grand
 
     def groups(self) -> dict[Hashable, Totals]:
         """Return copies of the per-group totals."""
@@ -129,7 +131,6 @@ class Aggregator:
         with self._lock:
             self._recent.clear()
             self._groups.clear()
-            self._total = Totals()
 
 
 def totals_of(records: Iterable[UsageRecord]) -> Totals:
