@@ -126,6 +126,7 @@ function costCell(totals, showCost) {
 /**
  * Return one row of a totals table. Token sums are marked "≥" when some calls of the row had no
  * figures (the sum is a lower bound), "≈" when some were estimated, and are "?" when no call had figures.
+ * The notes below the table explain both marks.
  */
 function totalsRow(key, label, totals, showCost) {
   const value = totals && typeof totals === "object" ? totals : {};
@@ -134,34 +135,22 @@ function totalsRow(key, label, totals, showCost) {
   const estimated = countOf(value, "estimated") ?? 0;
   const noFigures = calls !== null && calls > 0 && unavailable >= calls;
   let mark = "";
-  let note = "";
   if (unavailable > 0) {
     mark = "≥";
-    note = ` (at least: ${unavailable} of ${calls} calls had no figures)`;
   } else if (estimated > 0) {
     mark = "≈";
-    note = ` (${estimated} of ${calls} calls estimated)`;
   }
-  const cell = (field, noun) => {
+  const cell = (field) => {
     const amount = noFigures ? null : countOf(value, field);
-    return {
-      text: isKnownNumber(amount) ? mark + formatCompact(amount) : UNKNOWN,
-      title: isKnownNumber(amount) ? `${formatInteger(amount)} ${noun}${note}` : `${noun}: unknown`,
-    };
+    return isKnownNumber(amount) ? mark + formatCompact(amount) : UNKNOWN;
   };
-  const prompt = cell("prompt", "prompt tokens");
-  const cached = cell("cached", "cached prompt tokens");
-  const completion = cell("completion", "completion tokens");
   return {
     key,
     label,
     calls: formatInteger(calls),
-    prompt: prompt.text,
-    promptTitle: prompt.title,
-    cached: cached.text,
-    cachedTitle: cached.title,
-    completion: completion.text,
-    completionTitle: completion.title,
+    prompt: cell("prompt"),
+    cached: cell("cached"),
+    completion: cell("completion"),
     cost: costCell(value, showCost),
   };
 }
@@ -197,14 +186,24 @@ function sumOver(totals, key) {
   return ROLES.reduce((sum, role) => sum + (countOf(totals[role.key], key) ?? 0), 0);
 }
 
+/** Return the record's source: "provider", "estimated" or "unavailable". Its reason goes into a note. */
 function sourceText(last) {
-  const source = typeof last.source === "string" && last.source ? last.source : "unknown";
-  return last.reason ? `${source} (${last.reason})` : source;
+  return typeof last.source === "string" && last.source ? last.source : "unknown";
 }
 
+/**
+ * Return the outcome in words. "abandoned" means the caller stopped reading the stream before its end.
+ * A0 1.7 and later do that for every chat reply once the tool call is complete, so with provider
+ * figures it is the normal case, not an error.
+ */
 function outcomeText(last) {
   const outcome = typeof last.outcome === "string" && last.outcome ? last.outcome : "unknown";
-  return last.error ? `${outcome}: ${last.error}` : outcome;
+  if (outcome === "abandoned") {
+    return last.source === "provider" ? "A0 stopped reading early (normal)" : "A0 stopped reading early";
+  }
+  const words = { complete: "complete", closed_early: "closed early", cancelled: "cancelled", error: "error" };
+  const text = Object.hasOwn(words, outcome) ? words[outcome] : outcome;
+  return last.error ? `${text}: ${last.error}` : text;
 }
 
 function limitText(limit) {
@@ -253,18 +252,45 @@ function plural(count, noun) {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
+/**
+ * Return the notes shown under the last call's rows: why its figures are estimated or missing, and
+ * what an abandoned stream means. Each note is {key, level, text, detail}. The detail is the record's
+ * `reason` with a label ("Reason: ...", "Detail: ..."), or "" when there is none.
+ */
+function lastCallNotes(last) {
+  if (!last) return [];
+  const reason = typeof last.reason === "string" ? last.reason : "";
+  if (last.source === "estimated") {
+    return [{ key: "last-estimated", level: "info", text: "The last call's figures are estimated from the text.", detail: reasonDetail(reason) }];
+  }
+  if (last.source === "unavailable") {
+    return [{ key: "last-unavailable", level: "warn", text: "The last call has no token figures.", detail: reasonDetail(reason) }];
+  }
+  if (last.outcome === "abandoned") {
+    return [
+      {
+        key: "last-abandoned",
+        level: "info",
+        text: "A0 1.7 and later stop reading a reply once its tool call is complete.",
+        detail: reason ? `Detail: ${reason}` : "",
+      },
+    ];
+  }
+  if (reason) {
+    return [{ key: "last-source", level: "info", text: `Source detail: ${reason}`, detail: "" }];
+  }
+  return [];
+}
+
+function reasonDetail(reason) {
+  return reason ? `Reason: ${reason}` : "";
+}
+
 function notesFor(meter, last, showCost) {
   const notes = [];
   const status = meter.status || {};
   if (status.state === "unavailable") {
     notes.push({ key: "status", level: "critical", text: status.message || "Token figures are unavailable." });
-  }
-  if (last && last.source === "estimated") {
-    const reasonSuffix = last.reason ? `: ${last.reason}` : "";
-    notes.push({ key: "last-estimated", level: "info", text: `The last call's figures are estimated${reasonSuffix}.` });
-  } else if (last && last.source === "unavailable") {
-    const reasonSuffix = last.reason ? `: ${last.reason}` : "";
-    notes.push({ key: "last-unavailable", level: "warn", text: `The last call has no token figures${reasonSuffix}.` });
   }
 
   const calls = sumOver(meter.totals, "calls");
@@ -275,14 +301,14 @@ function notesFor(meter, last, showCost) {
     notes.push({
       key: "estimated",
       level: "info",
-      text: `Estimated from the text because the provider sent no usage: ${estimated} of ${calls} calls.`,
+      text: `Estimated from the text because the provider sent no usage (marked ≈): ${estimated} of ${calls} calls.`,
     });
   }
   if (unavailable > 0) {
     notes.push({
       key: "unavailable",
       level: "warn",
-      text: `No token figures, so the totals are too low: ${unavailable} of ${calls} calls.`,
+      text: `No token figures, so the totals are too low (marked ≥): ${unavailable} of ${calls} calls.`,
     });
   }
   if (showCost && unpriced > 0) {
@@ -350,11 +376,12 @@ function baseDescription() {
     level: "unknown",
     quiet: false,
     estimated: false,
-    estimateTitle: "",
+    badgeDescription: "",
     fillWidth: 0,
     message: "",
     hasLast: false,
     lastRows: [],
+    lastNotes: [],
     roleRows: [],
     agentRows: [],
     showCost: false,
@@ -378,6 +405,7 @@ function unavailableDescription(meter, message) {
     shortBadge: "n/a",
     level: "unknown",
     message,
+    badgeDescription: message,
   };
   if (meter && typeof meter === "object" && meter.version === FORMAT_VERSION) {
     // Figures counted before the meter became unavailable are still worth showing.
@@ -405,7 +433,7 @@ function figuresDescription(meter) {
     level: last ? level : "unknown",
     quiet: !last,
     estimated,
-    estimateTitle: estimated ? `estimated: ${reason}` : "",
+    badgeDescription: estimated ? `The last call's figures are estimated. Reason: ${reason}.` : "",
     fillWidth: fillWidth(percent),
   };
 }
@@ -429,17 +457,19 @@ function detailsFor(meter) {
   const view = meter.view && typeof meter.view === "object" ? meter.view : {};
   const last = meter.last && typeof meter.last === "object" ? meter.last : null;
   const showCost = Boolean(view.show_cost);
-  const showSparkline = view.show_sparkline !== false;
   const limit = last && last.limit && typeof last.limit === "object" ? last.limit.tokens : null;
+  const history = sparkline(view.show_sparkline !== false ? meter.history : [], limit);
   return {
     hasLast: Boolean(last),
     lastRows: last ? lastCallRows(last, showCost) : [],
+    lastNotes: lastCallNotes(last),
     roleRows: roleRows(meter.totals, showCost),
     agentRows: agentRows(meter.agents, showCost),
     showCost,
     costTotal: costSummary(meter, showCost),
-    showSparkline,
-    sparkline: sparkline(showSparkline ? meter.history : [], limit),
+    // One point draws no line, so the chart starts with the second chat call.
+    showSparkline: history.count >= 2,
+    sparkline: history,
     notes: notesFor(meter, last, showCost),
     updated: updatedText(meter.updated_at),
   };

@@ -27,7 +27,7 @@ def usage_record(
     model: str | None = "openai/gpt-4.1-mini",
     source: str = "provider",
     reason: str | None = None,
-    outcome: str = "completed",
+    outcome: str = "complete",
     error: str | None = None,
     flags: tuple[str, ...] = (),
 ) -> dict[str, Any]:

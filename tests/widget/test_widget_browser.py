@@ -19,9 +19,34 @@ from tests.widget.meter_data import LIMIT, build_meter, context_limit, single_ca
 
 pytestmark = pytest.mark.browser
 
+DESKTOP_VIEWPORT = {"width": 1280, "height": 800}
 NARROW_VIEWPORT = {"width": 360, "height": 640}
 SMALLEST_VIEWPORT = {"width": 320, "height": 568}
 MARKUP = "<img src=x onerror=alert(1)>"
+# The reason the shim gives a chat stream that A0 1.7 stopped reading and the plugin read to its end.
+ABANDONED_REASON = "abandoned (garbage collected); 2 unread chunks read in the background"
+UNKNOWN_MODEL_WARNING = (
+    "model 'openai/fake-model' is unknown to litellm's model map, so the configured context length cannot be checked"
+)
+
+# Returns the points of a grid over the popover's visible box (12px in from its rounded edges) where
+# document.elementFromPoint hits something outside the popover, as [x, y, "tag#id.class"].
+COVERED_POINTS_JS = """
+(popover) => {
+  const box = popover.getBoundingClientRect();
+  const describe = (node) => node ? node.tagName.toLowerCase() + (node.id ? '#' + node.id : '') +
+    (typeof node.className === 'string' && node.className ? '.' + node.className.split(' ')[0] : '') : 'nothing';
+  const covered = [];
+  const xs = [box.left + 12, (box.left + box.right) / 2, box.right - 12];
+  for (let y = box.top + 12; y <= box.bottom - 12; y += 16) {
+    for (const x of xs) {
+      const hit = document.elementFromPoint(x, y);
+      if (!hit || !popover.contains(hit)) covered.push([Math.round(x), Math.round(y), describe(hit)]);
+    }
+  }
+  return covered;
+}
+"""
 
 # Reads computed colours (rgb(), rgba() or color(srgb ...)), composites the element's background over
 # its ancestors' and returns the WCAG contrast ratio of the text, plus the background's luminance.
@@ -78,6 +103,30 @@ def hue_and_saturation(value: str) -> tuple[float, float]:
     red, green, blue = (channel / 255 for channel in parse_rgb(value))
     hue, _lightness, saturation = colorsys.rgb_to_hls(red, green, blue)
     return hue * 360, saturation
+
+
+def a0_reply_meter(chat_calls: int = 2) -> dict[str, Any]:
+    """Return figures as A0 1.7 produces them with an unpriced model: six utility calls, then
+    ``chat_calls`` chat calls whose streams A0 stopped reading (outcome "abandoned", provider figures)."""
+    utility = [("utility", 0, usage_record(790, completion=20, cached=197, reasoning=5, cost=None)) for _ in range(6)]
+    chat = [
+        (
+            "chat",
+            0,
+            usage_record(
+                6_182 + 400 * number,
+                completion=20,
+                cached=1_545,
+                reasoning=5,
+                cost=None,
+                model="fake-model",
+                outcome="abandoned",
+                reason=ABANDONED_REASON,
+            ),
+        )
+        for number in range(chat_calls)
+    ]
+    return build_meter(utility + chat, limit=context_limit(LIMIT, UNKNOWN_MODEL_WARNING))
 
 
 def multi_call_meter(*, show_cost: bool = True) -> dict[str, Any]:
@@ -165,13 +214,17 @@ def test_estimate_mark_only_for_estimated(widget):
     assert estimated["view"]["estimated"] is True
     assert mark.is_visible()
     assert mark.inner_text() == "≈"
-    assert mark.get_attribute("title") == "estimated: provider sent no usage"
     assert widget.badge.get_attribute("aria-label").endswith("(estimated)")
+    description_id = widget.badge.get_attribute("aria-describedby")
+    description = widget.page.locator(f"[id='{description_id}']").text_content()
+    assert description == "The last call's figures are estimated. Reason: provider sent no usage."
     widget.open_popover()
-    assert widget.last_row("source") == "estimated (provider sent no usage)"
+    assert widget.last_row("source") == "estimated"
     assert widget.last_row("prompt") == "≈53,812"
     assert widget.last_row("fill") == "≈26.9%"
-    assert "last-estimated" in widget.note_keys()
+    note = widget.page.locator(".tm-last .tm-note[data-key='last-estimated']")
+    assert note.locator(".tm-note-text").inner_text() == "The last call's figures are estimated from the text."
+    assert note.locator(".tm-note-detail").inner_text() == "Reason: provider sent no usage"
 
 
 # ----- popover: opening and closing ----------------------------------------------------------------
@@ -243,10 +296,59 @@ def test_popover_last_call_breakdown(widget):
         "cost": "$0.0123",
         "limit": "200,000 (configured in A0)",
         "source": "provider",
-        "outcome": "completed",
+        "outcome": "complete",
     }
     for key, value in expected.items():
         assert widget.last_row(key) == value, key
+    assert widget.page.locator(".tm-last .tm-note").count() == 0
+
+
+def test_abandoned_provider_call_reads_normal(widget):
+    widget.open()
+    meter = a0_reply_meter(chat_calls=1)
+    widget.select_chat(meter)
+    widget.open_popover()
+
+    assert meter["last"]["outcome"] == "abandoned"
+    assert meter["last"]["reason"] == ABANDONED_REASON
+    assert widget.last_row("outcome") == "A0 stopped reading early (normal)"
+    assert widget.last_row("source") == "provider"
+    note = widget.page.locator(".tm-last .tm-note[data-key='last-abandoned']")
+    note_text = note.locator(".tm-note-text").inner_text()
+    assert note_text == "A0 1.7 and later stop reading a reply once its tool call is complete."
+    assert note.locator(".tm-note-detail").inner_text() == f"Detail: {ABANDONED_REASON}"
+    values = widget.page.locator(".tm-last .tm-row dd").all_inner_texts()
+    assert not [value for value in values if "(" in value and value.count("(") > 1], "nested brackets in a row"
+    assert not [value for value in values if "abandoned" in value], "the raw outcome is shown as a value"
+
+
+def test_abandoned_estimated_call_keeps_reason(widget):
+    widget.open()
+    reason = "abandoned (garbage collected)"
+    widget.select_chat(single_call_meter(53_812, source="estimated", reason=reason, outcome="abandoned"))
+    widget.open_popover()
+
+    assert widget.last_row("outcome") == "A0 stopped reading early"
+    assert widget.last_row("source") == "estimated"
+    note = widget.page.locator(".tm-last .tm-note[data-key='last-estimated']")
+    assert note.locator(".tm-note-detail").inner_text() == f"Reason: {reason}"
+    assert widget.page.locator(".tm-note[data-key='last-abandoned']").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error", "text"),
+    [
+        ("closed_early", None, "closed early"),
+        ("error", "RateLimitError", "error: RateLimitError"),
+        ("cancelled", None, "cancelled"),
+    ],
+)
+def test_outcome_in_words(widget, outcome, error, text):
+    widget.open()
+    widget.select_chat(single_call_meter(53_812, outcome=outcome, error=error))
+    widget.open_popover()
+
+    assert widget.last_row("outcome") == text
 
 
 def test_popover_totals_by_role_and_agent(widget):
@@ -300,13 +402,27 @@ def test_sparkline_one_point_per_known_entry(widget):
 
 def test_sparkline_hidden_when_disabled_or_empty(widget):
     widget.open()
-    meter = build_meter([("chat", 0, usage_record(1_000))], show_sparkline=False)
+    meter = build_meter([("chat", 0, usage_record(1_000)), ("chat", 0, usage_record(2_000))], show_sparkline=False)
     widget.select_chat(meter)
     widget.open_popover()
     assert widget.page.locator(".tm-sparkline").count() == 0
 
     widget.select_chat(build_meter([("chat", 0, usage_record(None, source="unavailable"))]))
     assert widget.page.locator(".tm-sparkline").count() == 0
+
+
+def test_sparkline_needs_two_points(widget):
+    widget.open()
+    widget.select_chat(build_meter([("chat", 0, usage_record(1_000))]))
+    widget.open_popover()
+    assert widget.page.locator(".tm-history").count() == 0, "one point is drawn as a chart"
+
+    unknown_second = [("chat", 0, usage_record(1_000)), ("chat", 0, usage_record(None, source="unavailable"))]
+    widget.select_chat(build_meter(unknown_second))
+    assert widget.page.locator(".tm-history").count() == 0, "one known point is drawn as a chart"
+
+    widget.select_chat(build_meter([("chat", 0, usage_record(1_000)), ("chat", 0, usage_record(2_000))]))
+    assert widget.page.locator(".tm-sparkline-line").get_attribute("points").count(",") == 2
 
 
 def test_unknown_numbers_show_question_mark(widget):
@@ -345,9 +461,12 @@ def test_markup_renders_as_text(widget):
     widget.open_popover()
 
     assert widget.last_row("model") == MARKUP
-    assert widget.last_row("source") == f"estimated ({MARKUP})"
+    assert widget.last_row("source") == "estimated"
+    reason_detail = widget.page.locator(".tm-note[data-key='last-estimated'] .tm-note-detail").inner_text()
+    assert reason_detail == f"Reason: {MARKUP}"
     assert widget.page.locator(".tm-note[data-key='a0-range']").inner_text() == MARKUP
-    assert widget.page.locator(".tm-estimate-mark").get_attribute("title") == f"estimated: {MARKUP}"
+    badge_description = widget.page.locator(".tm-badge-description").text_content()
+    assert badge_description == f"The last call's figures are estimated. Reason: {MARKUP}."
     assert widget.table_cells(f"agent-{MARKUP}")[0] == f"Agent {MARKUP}"
     assert widget.page.locator("img").count() == 0
 
@@ -365,6 +484,29 @@ def test_limit_and_a0_range_warnings_shown(widget):
 
     assert widget.page.locator(".tm-note[data-key='limit']").inner_text() == f"Context limit: {warning}."
     assert widget.page.locator(".tm-note[data-key='a0-range']").inner_text() == "A0 v0.9.8 has no plugin system"
+
+
+def test_no_title_attributes(widget):
+    """A0 turns every title attribute into a Bootstrap tooltip, which covers the header."""
+    widget.open()
+    meter = build_meter(
+        [
+            ("chat", 0, usage_record(53_812, source="estimated", reason="provider sent no usage")),
+            ("utility", 1, usage_record(None, source="unavailable", reason="provider sent no usage")),
+        ]
+    )
+    widget.select_chat(meter)
+    widget.open_popover()
+
+    selector = ".tm-root, .tm-root *, .tm-popover, .tm-popover *"
+    titled = widget.page.locator(selector).evaluate_all(
+        "nodes => nodes.filter(node => node.hasAttribute('title') || node.hasAttribute('data-bs-original-title'))"
+        ".map(node => node.className.baseVal ?? node.className)"
+    )
+    assert titled == []
+    assert widget.table_cells("role-chat")[2] == "≈53.8k"
+    assert "(marked ≈)" in widget.page.locator(".tm-note[data-key='estimated']").inner_text()
+    assert "(marked ≥)" in widget.page.locator(".tm-note[data-key='unavailable']").inner_text()
 
 
 # ----- states ---------------------------------------------------------------------------------------
@@ -481,6 +623,83 @@ def test_smallest_viewport_keeps_popover_inside(widget):
     overflow = widget.popover.evaluate("node => node.scrollWidth - node.clientWidth")
     assert overflow <= 1, "popover content is wider than the popover"
     assert widget.table_cells("role-chat") == ["Chat", "2", "115k", "2.1k", "$0.0323"]
+
+
+A0_WINDOW_SIZES = [
+    {"width": 1280, "height": 640},
+    {"width": 1024, "height": 700},
+    {"width": 560, "height": 800},
+    {"width": 390, "height": 844},
+]
+
+
+@pytest.mark.parametrize(
+    "size",
+    [pytest.param(size, marks=pytest.mark.viewport(size)) for size in A0_WINDOW_SIZES],
+    ids=[f"{size['width']}x{size['height']}" for size in A0_WINDOW_SIZES],
+)
+def test_popover_above_a0_layers(widget, size):
+    """The stand-ins of A0's chat input and sidebar header panel must not cover any part of the popover."""
+    widget.open()
+    widget.select_chat(a0_reply_meter())
+    widget.open_popover()
+    widget.settle()
+
+    box = widget.popover.bounding_box()
+    assert box["x"] >= 0
+    assert box["y"] >= 0
+    assert box["x"] + box["width"] <= size["width"]
+    assert box["y"] + box["height"] <= size["height"] - 8
+    assert widget.popover.evaluate(COVERED_POINTS_JS) == []
+
+    widget.popover.evaluate("node => { node.scrollTop = node.scrollHeight; }")
+    widget.settle()
+    assert widget.popover.evaluate(COVERED_POINTS_JS) == [], "covered after scrolling to the end"
+    last_line = widget.page.locator(".tm-updated").bounding_box()
+    box = widget.popover.bounding_box()
+    last_line_bottom = last_line["y"] + last_line["height"]
+    assert last_line_bottom <= box["y"] + box["height"], "the last line cannot be scrolled into view"
+
+
+@pytest.mark.viewport(DESKTOP_VIEWPORT)
+def test_popover_scrolls_only_without_room(widget):
+    widget.open()
+    widget.select_chat(a0_reply_meter())
+    widget.open_popover()
+    widget.settle()
+
+    scroll_height, client_height = widget.popover.evaluate("node => [node.scrollHeight, node.clientHeight]")
+    box = widget.popover.bounding_box()
+    room = DESKTOP_VIEWPORT["height"] - 8 - box["y"]
+    assert scroll_height + 2 <= room, f"the test content ({scroll_height}px) does not fit below the badge ({room}px)"
+    assert scroll_height <= client_height, f"the popover scrolls by {scroll_height - client_height}px"
+
+
+@pytest.mark.viewport({"width": 1024, "height": 420})
+def test_popover_scrolls_when_window_short(widget):
+    widget.open()
+    widget.select_chat(a0_reply_meter())
+    widget.open_popover()
+    widget.settle()
+
+    scroll_height, client_height = widget.popover.evaluate("node => [node.scrollHeight, node.clientHeight]")
+    box = widget.popover.bounding_box()
+    assert scroll_height > client_height
+    assert box["y"] + box["height"] == pytest.approx(420 - 8, abs=1)
+
+
+def test_popover_follows_window_resize(widget):
+    widget.open()
+    widget.select_chat(a0_reply_meter())
+    widget.open_popover()
+    widget.page.set_viewport_size({"width": 700, "height": 500})
+    widget.settle()
+    widget.settle()
+
+    badge = widget.badge.bounding_box()
+    box = widget.popover.bounding_box()
+    assert box["x"] + box["width"] == pytest.approx(badge["x"] + badge["width"], abs=1)
+    assert box["y"] + box["height"] <= 500 - 8 + 1
 
 
 def _save_screenshot(widget, name: str) -> None:
