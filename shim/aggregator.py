@@ -69,7 +69,7 @@ class Aggregator:
     """Keeps totals per group and the most recent records, in bounded memory.
 
     Memory is bounded by ``max_recent`` records plus ``max_groups`` Totals objects, one of which is the
-    overflow group (key ``None``): once ``max_groups - 1`` named groups exist, records of new groups are
+    overflow group (key ``None``). Once ``max_groups - 1`` named groups exist, records of new groups are
     added to the overflow group, so nothing is lost from the grand total.
     Thread-safe. Use ``aggregator.add`` as a listener (``shim.subscribe``).
     """

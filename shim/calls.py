@@ -239,8 +239,8 @@ class Call:
         """Record a stream the caller stopped reading without closing it.
 
         With the ``drain_abandoned`` setting, an async stream abandoned on a thread with a running event
-        loop is read to its end in a background task first (at most ``DRAIN_TIMEOUT_S``), so that usage
-        sent in the stream's last chunks is still the provider's. The chunks read there reach no one.
+        loop is first read to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the
+        stream's last chunks is then still the provider's. The chunks read there reach no one.
         """
         if self.done or self.draining:
             return False
@@ -303,16 +303,16 @@ class Call:
         missing_reason = "provider sent no usage" if outcome is Outcome.COMPLETE else reason
         if counts.reported:
             # An abandoned stream keeps its reason even with provider numbers: they may be partial.
-            source, why = Source.PROVIDER, (reason if outcome is Outcome.ABANDONED else None)
+            source, source_reason = Source.PROVIDER, (reason if outcome is Outcome.ABANDONED else None)
         else:
             estimate = self._estimate() if during_stream else None
             if estimate is None:
-                counts, source, why = TokenCounts(flags=flags), Source.UNAVAILABLE, missing_reason
+                counts, source, source_reason = TokenCounts(flags=flags), Source.UNAVAILABLE, missing_reason
             else:
-                counts, source, why = estimate, Source.ESTIMATED, missing_reason
+                counts, source, source_reason = estimate, Source.ESTIMATED, missing_reason
                 counts.flags = flags
         cost = price(self.response_model or self.model, self.provider, counts.prompt, counts.completion)
-        self._emit(counts, source, why, outcome, error_type, cost)
+        self._emit(counts, source, source_reason, outcome, error_type, cost)
 
     def _provider_usage(self) -> TokenCounts:
         """Return the provider-reported usage of a stream, or empty counts.

@@ -45,7 +45,7 @@ _SKIPPED_PACKAGES = ("litellm", "wrapt", "_token_meter_shim_runtime")
 
 @dataclass
 class InstallReport:
-    """What ``install`` did: patched targets, skipped targets with reasons, rebound module names."""
+    """Result of ``install``: patched targets, skipped targets with reasons, rebound module names."""
 
     patched: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)

@@ -27,7 +27,7 @@ def _create() -> types.ModuleType:
     state.installation = None  # dict describing the active install, or None
     state.settings = {"request_stream_usage": False, "estimate": True, "drain_abandoned": False}
     state.scope_fallback = None  # callable returning attributes for calls made outside any scope
-    state.rejected_stream_options = set()  # (provider, api_base, model) that answered HTTP 400
+    state.rejected_stream_options = set()  # (provider, api_base, model) that rejected stream_options with HTTP 400
     state.error_counts = {}  # (where, exception type name) -> count
     return state
 

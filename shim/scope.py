@@ -84,8 +84,8 @@ def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = True) -> int:
 def set_scope_fallback(provider: Callable[[], Mapping[str, Any] | None] | None) -> None:
     """Set the callable that supplies attributes for calls started outside any scope (None removes it).
 
-    It runs at the start of each such call, on the caller's thread, and should return quickly; an
-    exception it raises is logged once per kind and the call is recorded without attributes.
+    It runs at the start of each such call, on the caller's thread, and should return quickly. An
+    exception it raises is logged once per kind, and the call is recorded without attributes.
     """
     RUNTIME.scope_fallback = provider
 

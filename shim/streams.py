@@ -1,7 +1,7 @@
 """Transparent stream proxies that pass every chunk through and finalise the call's record once.
 
 A proxy class is assembled per stream type from the protocols that type really has, so that
-``hasattr(proxy, "aclose")`` and the like answer exactly as for the bare stream. Context-manager methods
+``hasattr(proxy, "aclose")`` and the like return the same as for the bare stream. Context-manager methods
 are the exception: ``wrapt.ObjectProxy`` always defines them, so a proxy of a stream without them raises
 the same TypeError the bare stream raises instead of forwarding.
 """

@@ -2,8 +2,8 @@
 
 A0 runs ``start`` and ``end`` extensions of an ``@extensible`` function inline in the caller's Task, so a
 scope entered in ``start`` is active during the model call and left in ``end``. The scope token travels
-in the hook's ``data`` dict under ``TOKEN_KEY``. ``end`` does not run when the call is cancelled; the
-stream proxy then records the call as cancelled and the Task's scope ends with the Task.
+in the hook's ``data`` dict under ``TOKEN_KEY``. ``end`` does not run when the call is cancelled. The
+stream proxy then records the call as cancelled, and the Task's scope ends with the Task.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Records arrive from the shim's listener on whatever thread finished the call. Each chat's figures live
 in ``context.output_data["token_meter"]``, which A0 copies into every state snapshot and saves with the
 chat. Figures are replaced as a whole (copy, update, assign) under one lock, so a snapshot taken on
-another thread never sees a half-updated dict.
+another thread never reads a half-updated dict.
 """
 
 from __future__ import annotations
