@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import a0_bridge, meter, shim
+from . import a0_bridge, meter
 
 TOKEN_KEY = "token_meter_scope"
 
@@ -23,7 +23,7 @@ def start_scope(agent: Any, data: Any, role: str) -> None:
             meter.publish_status(getattr(agent, "context", None))
             return
         if isinstance(data, dict):
-            data[TOKEN_KEY] = shim.enter_scope(**meter.agent_attributes(agent, role))
+            data[TOKEN_KEY] = meter.shim.enter_scope(**meter.agent_attributes(agent, role))
     except Exception as exc:
         a0_bridge.log("warning", f"starting a usage scope failed: {type(exc).__name__}: {exc}")
 
@@ -33,7 +33,7 @@ def end_scope(data: Any) -> None:
     try:
         token = data.pop(TOKEN_KEY, None) if isinstance(data, dict) else None
         if token is not None:
-            shim.exit_scope(token)
+            meter.shim.exit_scope(token)
     except Exception as exc:
         a0_bridge.log("warning", f"ending a usage scope failed: {type(exc).__name__}: {exc}")
 

@@ -13,9 +13,17 @@ import re
 import threading
 from typing import Any
 
-from . import a0_bridge, shim
+from . import a0_bridge
 from .figures import apply_record, badge_text, fill_level, new_figures, valid_figures
 from .limits import context_limit
+
+try:
+    from . import shim
+except Exception as exc:  # wrapt or litellm missing or broken in A0's environment
+    shim = None
+    SHIM_IMPORT_ERROR: str | None = f"{type(exc).__name__}: {exc}"
+else:
+    SHIM_IMPORT_ERROR = None
 
 OUTPUT_KEY = "token_meter"
 LISTENER_KEY = "token_meter.plugin"
@@ -61,6 +69,16 @@ def ensure_installed(agent: Any = None) -> dict[str, Any]:
     first call.
     """
     status = _install_state["status"]
+    if shim is None:
+        if status is None:
+            status = {
+                "state": "unavailable",
+                "message": f"the usage recorder cannot be loaded ({SHIM_IMPORT_ERROR}); "
+                "A0's Python environment needs litellm and wrapt",
+            }
+            a0_bridge.log("error", status["message"])
+            _install_state["status"] = status
+        return status
     if status is not None and status["state"] == "ok" and shim.is_installed():
         return status
     with _lock:

@@ -7,6 +7,9 @@ as in A0. The A0 objects are stand-ins (see conftest), so this proves the plugin
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 
 import litellm
@@ -206,3 +209,37 @@ async def test_saved_figures_survive_reload(plugin, fake_server):
         saved["history"][0],
         fake_server.requests[-1]["usage"]["prompt_tokens"],
     ]
+
+
+def test_missing_wrapt_reported_unavailable(plugin_tree):
+    # A0's environment without wrapt: the plugin must load, say why it cannot record, and not raise.
+    script = (
+        "import sys; sys.modules['wrapt'] = None\n"
+        "from token_meter.helpers import meter, hooks\n"
+        "class Context:\n"
+        "    id = 'c1'\n"
+        "    output_data = {}\n"
+        "    agent0 = None\n"
+        "class Agent:\n"
+        "    context = Context()\n"
+        "    number = 0\n"
+        "meter.a0_bridge.get_context = lambda context_id: Context\n"
+        "data = {}\n"
+        "hooks.start_scope(Agent(), data, 'chat')\n"
+        "hooks.end_scope(data)\n"
+        "print(Context.output_data['token_meter']['status']['state'])\n"
+        "print(Context.output_data['token_meter']['status']['message'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=plugin_tree.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(plugin_tree.parent)},
+    )
+
+    assert result.returncode == 0, result.stderr
+    state, message = result.stdout.strip().splitlines()[-2:]
+    assert state == "unavailable"
+    assert "wrapt" in message
