@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from . import a0_live
 from .a0_live import A0Client, A0LiveError, ModelSetup
+from .cli_types import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -713,20 +714,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m compat_matrix.a0_e2e",
@@ -753,19 +740,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument(
         "--quiet-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=3.0,
         help="seconds without model requests after which a message counts as finished (default 3)",
     )
     parser.add_argument(
         "--ready-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=240.0,
         help="maximum seconds to wait for A0's /api/health after a start (default 240)",
     )
     parser.add_argument(
         "--chat-ctx-length",
-        type=_positive_int,
+        type=positive_int,
         default=120_000,
         help="chat model context length written to A0's model config, in tokens (default 120000)",
     )

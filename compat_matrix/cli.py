@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import reports
+from .cli_types import positive_float, positive_int
 from .litellm_axis import DATA_FILE, LitellmAxisOptions, LitellmAxisStage, load_axis_config, validate_litellm_version
 
 PROJECT_NAME = "a0-token-meter"
@@ -65,20 +66,6 @@ def _litellm_version(text: str) -> str:
         return validate_litellm_version(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,7 +144,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="number of environments to build and test in parallel (default: 1)",
@@ -171,7 +158,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--test-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=1800.0,
         metavar="SECONDS",
         help="maximum time of one environment's test run in seconds; the run is killed after it (default: 1800)",

@@ -139,6 +139,7 @@ class _SyncIteration:
         except BaseException as exc:
             _finish(self._self_call, "finish_error", exc, True)
             raise
+        # The same steps as _AsyncIteration.__anext__, inlined: a shared helper adds a call per chunk.
         call = self._self_call
         count = call.chunk_count
         if not count:
