@@ -273,7 +273,8 @@ def proxy_class_for(stream_type: type, hide_usage_chunks: bool = False) -> type:
 _result_kinds: dict[type, tuple[bool, bool]] = {}  # type -> (is a proxy, is a stream)
 
 
-def _result_kind(result_type: type) -> tuple[bool, bool]:
+def result_kind(result_type: type) -> tuple[bool, bool]:
+    """Return (is a stream proxy of the shim, is a stream) for a result type, cached per type."""
     kind = _result_kinds.get(result_type)
     if kind is None:
         # hasattr on pydantic model classes goes through their metaclass and costs microseconds.
@@ -286,12 +287,12 @@ def _result_kind(result_type: type) -> tuple[bool, bool]:
 
 def is_stream(result: Any) -> bool:
     """True for objects that iterate as a stream (they define ``__anext__`` or ``__next__``)."""
-    return _result_kind(type(result))[1]
+    return result_kind(type(result))[1]
 
 
 def is_proxy(result: Any) -> bool:
     """True when ``result`` is already a stream proxy of this or another copy of the shim."""
-    return _result_kind(type(result))[0]
+    return result_kind(type(result))[0]
 
 
 def wrap_stream(stream: Any, call: Call) -> Any:

@@ -7,8 +7,8 @@ through ``report_error`` and never reach the caller.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 from .calls import Call
@@ -16,15 +16,18 @@ from .errors import report_error
 from .records import Api
 from .runtime import RUNTIME
 from .stream_usage import call_with_usage_request, call_with_usage_request_async
-from .streams import is_proxy, is_stream, wrap_stream
+from .streams import result_kind, wrap_stream
 
 WRAPPER_MARKER = "__token_meter_wrapper__"
+
+
+_CHAT = Api.CHAT_COMPLETIONS
 
 
 def _begin(api: Api, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
     """Capture the request facts the record needs; None when that fails (the call then runs unrecorded)."""
     try:
-        if api is Api.CHAT_COMPLETIONS:
+        if api is _CHAT:
             model = kwargs.get("model", args[0] if args else None)
             messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
             request_input = None
@@ -41,11 +44,12 @@ def _begin(api: Api, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | No
 def _handle_result(call: Call, result: Any) -> Any:
     """Record a non-stream result or wrap a stream; return what the caller must receive."""
     try:
-        if is_proxy(result):
+        already_proxied, streaming = result_kind(type(result))
+        if already_proxied:
             # Another copy of the shim (or an outer call of this one) already records this stream.
             call.done = True
             return result
-        if is_stream(result):
+        if streaming:
             return wrap_stream(result, call)
         call.finish_response(result)
     except Exception as exc:
@@ -85,14 +89,17 @@ def make_sync_wrapper(api: Api) -> Callable[..., Any]:
 
         token = RUNTIME.depth_var.set(1)
         try:
-            result = call_with_usage_request(call, wrapped, args, kwargs)
+            if kwargs.get("stream") and RUNTIME.settings["request_stream_usage"]:
+                result = call_with_usage_request(call, wrapped, args, kwargs)
+            else:
+                result = wrapped(*args, **kwargs)
         except BaseException as exc:
             _record_failure(call, exc)
             raise
         finally:
             RUNTIME.depth_var.reset(token)
 
-        if inspect.iscoroutine(result):
+        if isinstance(result, CoroutineType):
             return _await_result(call, result)
         return _handle_result(call, result)
 
