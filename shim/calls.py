@@ -248,16 +248,17 @@ class Call:
         """Record a stream that ended: complete, closed early or abandoned."""
         return self._finish_stream_or_error(outcome, reason, None, True)
 
-    def finish_abandoned(self, reason: str = "abandoned") -> bool:
+    def finish_abandoned(self, reason: str = "abandoned", drain: bool = False) -> bool:
         """Record a stream the caller stopped reading without closing it.
 
-        With the ``drain_abandoned`` setting, an async stream abandoned on a thread with a running event
-        loop is first read to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the
-        stream's last chunks is then still the provider's. The chunks read there reach no one.
+        With ``drain`` (the garbage-collector path, where no one can read the stream any more) and the
+        ``drain_abandoned`` setting, an async stream on a thread with a running event loop is first read
+        to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the stream's
+        last chunks is then still the provider's. The chunks read there reach no one.
         """
         if self.done or self.draining:
             return False
-        if self.stream_object is not None:
+        if drain and self.stream_object is not None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:

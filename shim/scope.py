@@ -1,9 +1,9 @@
 """Call scopes: attributes that every call started inside them carries into its record.
 
 Scopes live in a ContextVar, so concurrent asyncio Tasks and threads each see their own. A scope
-inherits the attributes of the scope it is entered in. It also tracks the streams opened inside it: when
-the scope ends, streams that are still open can be finalised at once (outcome "abandoned") instead of
-waiting for the garbage collector.
+inherits the attributes of the scope it is entered in. It also tracks the streams opened inside it, so a
+host that knows its streams are done when the scope ends can finalise the open ones at once (outcome
+"abandoned", ``exit_scope(..., finalize_open_streams=True)``) instead of waiting for the garbage collector.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def enter_scope(**attributes: Any) -> ScopeToken:
     return ScopeToken(scope, previous, RUNTIME.scope_var.set(scope))
 
 
-def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = True) -> int:
+def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = False) -> int:
     """Leave the scope of ``token``; return how many open streams were finalised as abandoned.
 
-    With ``finalize_open_streams`` the scope declares that streams opened inside it and still open will
-    not be read any further, so their records are produced now. Reading such a stream later still works
+    With ``finalize_open_streams`` the host declares that streams opened inside the scope and still open
+    will not be read any further, so their records are produced now instead of when the garbage
+    collector frees them. Reading such a stream later still works
     and yields every chunk, but produces no second record.
     """
     try:
@@ -94,8 +95,8 @@ def set_scope_fallback(provider: Callable[[], Mapping[str, Any] | None] | None) 
 def scope(**attributes: Any) -> Iterator[Mapping[str, Any]]:
     """Context manager form of ``enter_scope``/``exit_scope``; yields the merged attributes.
 
-    Works in sync and async code (the ContextVar follows the Task). Streams still open at exit are
-    finalised as abandoned.
+    Works in sync and async code (the ContextVar follows the Task). Streams opened inside may still be
+    read after the block; each produces its record when it ends or is garbage collected.
     """
     token = enter_scope(**attributes)
     try:

@@ -8,6 +8,9 @@ the same TypeError the bare stream raises instead of forwarding.
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
 import weakref
 from time import perf_counter
 from typing import Any
@@ -29,8 +32,53 @@ def _finish(call: Call, method: str, *args: Any) -> None:
         report_error("finalise stream", exc)
 
 
+_GC_REASON = "abandoned (garbage collected)"
+_deferred: queue.SimpleQueue[Call] = queue.SimpleQueue()
+_worker_lock = threading.Lock()
+_worker: list[threading.Thread] = []
+
+
 def _finish_abandoned(call: Call) -> None:
-    _finish(call, "finish_abandoned", "abandoned (garbage collected)")
+    """Finalise a stream proxy that was garbage collected, outside the garbage collector's callback.
+
+    The collector can run inside any allocation, also while a listener holds a lock, so producing the
+    record here could deadlock or re-enter the listener. A daemon worker thread of the shim produces
+    it instead. Only a stream to be read to its end (``drain_abandoned``) is handed to a callback on the
+    running event loop, which starts the background read there.
+    """
+    try:
+        if call.stream_object is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                loop.call_soon(_finish, call, "finish_abandoned", _GC_REASON, True)
+                return
+        _deferred.put(call)
+        _ensure_worker()
+    except Exception as exc:  # a closed loop or no thread left: finish here rather than lose the record
+        report_error("defer finalisation", exc)
+        _finish(call, "finish_abandoned", _GC_REASON, False)
+
+
+def _ensure_worker() -> None:
+    if _worker and _worker[0].is_alive():
+        return
+    if not _worker_lock.acquire(blocking=False):
+        return  # another thread is starting it; the queued call waits for that worker
+    try:
+        if not (_worker and _worker[0].is_alive()):
+            thread = threading.Thread(target=_run_worker, name="token_meter-finaliser", daemon=True)
+            thread.start()
+            _worker[:] = [thread]
+    finally:
+        _worker_lock.release()
+
+
+def _run_worker() -> None:
+    while True:
+        _finish(_deferred.get(), "finish_abandoned", _GC_REASON, False)
 
 
 class _StreamProxy(wrapt.ObjectProxy):

@@ -33,7 +33,7 @@ def end_scope(data: Any) -> None:
     try:
         token = data.pop(TOKEN_KEY, None) if isinstance(data, dict) else None
         if token is not None:
-            meter.shim.exit_scope(token)
+            meter.shim.exit_scope(token, finalize_open_streams=True)
     except Exception as exc:
         a0_bridge.log("warning", f"ending a usage scope failed: {type(exc).__name__}: {exc}")
 

@@ -59,4 +59,4 @@ def records():
     finally:
         shim.unsubscribe(key)
         shim.uninstall()
-        shim.configure(request_stream_usage=False, estimate=True)
+        shim.configure(request_stream_usage=False, estimate=True, drain_abandoned=False)

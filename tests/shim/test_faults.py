@@ -261,9 +261,10 @@ async def test_recorder_failure_keeps_stream_error(records, fake_server, shim_lo
 async def test_finish_failure_at_scope_exit(records, fake_server, shim_log, monkeypatch):
     monkeypatch.setattr(Call, "_finish_stream_or_error", raise_recorder_failure)
 
-    with shim.scope(chat="fault-scope"):
-        stream = await litellm.acompletion(**chat_kwargs(fake_server, "scope-exit", stream=True))
-        first = await stream.__anext__()
+    token = shim.enter_scope(chat="fault-scope")
+    stream = await litellm.acompletion(**chat_kwargs(fake_server, "scope-exit", stream=True))
+    first = await stream.__anext__()
+    shim.exit_scope(token, finalize_open_streams=True)
 
     rest = await collect_async_safely(stream)
     assert text_of([first, *rest]) == EXPECTED_TEXT

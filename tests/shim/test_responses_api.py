@@ -317,9 +317,10 @@ async def test_stream_stopped_early_estimated(records, fake_server, path, mode):
 @pytest.mark.parametrize("path", list(STREAM_MODELS))
 async def test_stream_scope_end_estimated(records, fake_server, path):
     fake_server.set_defaults(chunks=8)
-    with shim.scope(chat="chat-r"):
-        stream = await litellm.aresponses(**responses_kwargs(fake_server, model=STREAM_MODELS[path]), stream=True)
-        events = [await stream.__anext__() for _ in range(6)]
+    token = shim.enter_scope(chat="chat-r")
+    stream = await litellm.aresponses(**responses_kwargs(fake_server, model=STREAM_MODELS[path]), stream=True)
+    events = [await stream.__anext__() for _ in range(6)]
+    shim.exit_scope(token, finalize_open_streams=True)
 
     # The scope finalises the open stream at once.
     assert len(records.records) == 1

@@ -108,7 +108,7 @@ class HookHost:
         self.token = shim.enter_scope(chat=context_id, role="chat")
 
     async def after(self) -> int:
-        return shim.exit_scope(self.token)
+        return shim.exit_scope(self.token, finalize_open_streams=True)
 
 
 async def test_enter_exit_in_separate_hooks(records, fake_server):

@@ -465,10 +465,11 @@ async def test_task_cancelled_mid_stream(records, fake_server):
 
 @pytest.mark.parametrize("mode", ["async", "sync"])
 async def test_scope_end_finalises_open_stream(records, fake_server, mode):
-    with shim.scope(chat="chat-1", agent_no=0):
-        stream = await open_stream(mode, stream_kwargs(fake_server))
-        first = await read_some(stream, mode, 1)
-        assert records.records == []
+    token = shim.enter_scope(chat="chat-1", agent_no=0)
+    stream = await open_stream(mode, stream_kwargs(fake_server))
+    first = await read_some(stream, mode, 1)
+    assert records.records == []
+    shim.exit_scope(token, finalize_open_streams=True)
 
     # Recorded at the scope's end, while the caller still references the stream, so not by the garbage collector.
     assert len(records.records) == 1
