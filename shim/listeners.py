@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -52,5 +53,5 @@ def emit(record: Any) -> None:
     for callback in RUNTIME.listener_tuple:
         try:
             callback(record)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             report_error(f"listener {_default_key(callback)}", exc)

@@ -20,7 +20,8 @@ _RUNTIME_MODULE = "_token_meter_shim_runtime"
 def _create() -> types.ModuleType:
     state = types.ModuleType(_RUNTIME_MODULE, "Shared state of the token_meter shim; do not import.")
     state.scope_var = contextvars.ContextVar("token_meter_scope", default=None)
-    state.depth_var = contextvars.ContextVar("token_meter_depth", default=0)
+    # The owner (Task or thread id) of the wrapped call in progress, or None: the re-entry guard.
+    state.depth_var = contextvars.ContextVar("token_meter_depth", default=None)
     state.lock = threading.RLock()
     state.listeners = {}  # key -> callable(record)
     state.listener_tuple = ()  # snapshot of listeners.values(), rebuilt on change

@@ -1,9 +1,10 @@
 """Asking providers for stream usage (``stream_options.include_usage``) on the caller's behalf.
 
 Off unless the ``request_stream_usage`` setting is on. When on, a streamed chat call that did not set
-``stream_options`` itself gets ``{"include_usage": True}``. A provider that answers such a request with
-HTTP 400 is remembered and the call is repeated at once without the option, so the caller never sees
-that failure. Chunks that exist only because the shim asked are consumed by the stream proxy.
+``stream_options`` itself gets ``{"include_usage": True}``. When a provider answers such a request with
+HTTP 400 or 422, the call is repeated at once without the option, so the caller never sees that
+failure, and the provider is remembered once the repetition succeeds. Chunks that exist only because
+the shim asked are consumed by the stream proxy.
 """
 
 from __future__ import annotations
@@ -30,10 +31,17 @@ def _should_request(call: Call, kwargs: dict[str, Any]) -> bool:
     return _target_key(kwargs, call) not in RUNTIME.rejected_stream_options
 
 
+_REJECTION_STATUSES = frozenset({400, 422})
+
+
 def _is_rejection(exc: BaseException) -> bool:
-    """True for an HTTP 400 whose message names ``stream_options``."""
-    status = getattr(exc, "status_code", None)
-    return status == 400 and "stream_options" in str(exc)
+    """True for an HTTP 400 or 422 answer, the codes servers use for a parameter they do not accept.
+
+    Servers word the error differently ("Extra inputs are not permitted", a pydantic location list,
+    or a message naming ``stream_options``), so the message is not checked. The call is repeated
+    without the option. Only when that repetition succeeds is the server remembered as rejecting it.
+    """
+    return getattr(exc, "status_code", None) in _REJECTION_STATUSES
 
 
 def call_with_usage_request(
@@ -48,8 +56,9 @@ def call_with_usage_request(
     except Exception as exc:
         if not _is_rejection(exc):
             raise
+        result = wrapped(*args, **kwargs)
         RUNTIME.rejected_stream_options.add(_target_key(kwargs, call))
-        return wrapped(*args, **kwargs)
+        return result
     call.injected_usage_request = True
     return result
 
@@ -66,7 +75,8 @@ async def call_with_usage_request_async(
     except Exception as exc:
         if not _is_rejection(exc):
             raise
+        result = await wrapped(*args, **kwargs)
         RUNTIME.rejected_stream_options.add(_target_key(kwargs, call))
-        return await wrapped(*args, **kwargs)
+        return result
     call.injected_usage_request = True
     return result

@@ -140,12 +140,13 @@ def read_usage(usage: Any) -> TokenCounts:
     completion_name, completion_value = _first(usage, _COMPLETION_NAMES)
     prompt = _count(prompt_value, prompt_name, flags)
     completion = _count(completion_value, completion_name, flags)
-    total = _count(_field(usage, "total_tokens"), "total_tokens", flags)
+    total_value = _field(usage, "total_tokens")
+    total = _count(total_value, "total_tokens", flags)
     if total and prompt == 0 and completion == 0:
         # litellm fills absent counts with 0; a positive total with two zeros means they were not sent.
         prompt = completion = None
         flags.extend((f"{prompt_name}:missing", f"{completion_name}:missing"))
-    if total is None and prompt is not None and completion is not None:
+    if total is None and total_value is None and prompt is not None and completion is not None:
         total = prompt + completion
 
     _, prompt_details = _first(usage, _PROMPT_DETAIL_NAMES)

@@ -7,6 +7,8 @@ through ``report_error`` and never reach the caller.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -22,6 +24,29 @@ WRAPPER_MARKER = "__token_meter_wrapper__"
 
 
 _CHAT = Api.CHAT_COMPLETIONS
+_get_running_loop = asyncio.events._get_running_loop  # returns None instead of raising outside a loop
+_current_task = asyncio.current_task
+_thread_id = threading.get_ident
+
+
+def _owner() -> Any:
+    """Identify the Task (or, outside an event loop, the thread) that runs the current code.
+
+    The re-entry guard stores it: a nested call from the same Task is the same model call (litellm's
+    ``fallbacks=`` re-enters ``acompletion``), while a Task or thread that litellm starts during the
+    call (a callback that calls a model itself) inherits the ContextVar but is a different owner.
+    """
+    loop = _get_running_loop()
+    if loop is not None:
+        task = _current_task(loop)
+        if task is not None:
+            return task
+    return _thread_id()
+
+
+def _inside_call() -> bool:
+    guard = RUNTIME.depth_var.get()
+    return guard is not None and guard != 0 and guard == _owner()
 
 
 def _begin(api: Api, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
@@ -66,7 +91,7 @@ def _record_failure(call: Call, exc: BaseException) -> None:
 
 async def _await_result(call: Call, awaitable: Any) -> Any:
     """Await a coroutine that a sync entry point returned (``completion(..., acompletion=True)``)."""
-    token = RUNTIME.depth_var.set(1)
+    token = RUNTIME.depth_var.set(_owner())
     try:
         result = await awaitable
     except BaseException as exc:
@@ -81,13 +106,13 @@ def make_sync_wrapper(api: Api) -> Callable[..., Any]:
     """Build the wrapper for a synchronous entry point (``completion``, ``responses``)."""
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if RUNTIME.depth_var.get():
+        if _inside_call():
             return wrapped(*args, **kwargs)
         call = _begin(api, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
 
-        token = RUNTIME.depth_var.set(1)
+        token = RUNTIME.depth_var.set(_owner())
         try:
             if kwargs.get("stream") and RUNTIME.settings["request_stream_usage"]:
                 result = call_with_usage_request(call, wrapped, args, kwargs)
@@ -111,7 +136,7 @@ def make_async_wrapper(api: Api) -> Callable[..., Any]:
     """Build the wrapper for a coroutine entry point (``acompletion``, ``aresponses``)."""
 
     async def run(wrapped: Callable[..., Any], call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        token = RUNTIME.depth_var.set(1)
+        token = RUNTIME.depth_var.set(_owner())
         try:
             result = await call_with_usage_request_async(call, wrapped, args, kwargs)
         except BaseException as exc:
@@ -122,7 +147,7 @@ def make_async_wrapper(api: Api) -> Callable[..., Any]:
         return _handle_result(call, result)
 
     def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if RUNTIME.depth_var.get():
+        if _inside_call():
             return wrapped(*args, **kwargs)
         call = _begin(api, args, kwargs)
         if call is None:

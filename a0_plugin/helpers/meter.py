@@ -49,12 +49,29 @@ _chat_models: dict[str, dict[str, Any]] = {}  # context id -> {"ctx_length", "pr
 _unattributed = new_figures()
 
 
+_LIMITS = {"warn_at": (1, 100), "critical_at": (1, 100), "history_length": (2, 200)}
+
+
 def config(agent: Any = None) -> dict[str, Any]:
-    """Return the plugin settings with defaults for missing or invalid values."""
+    """Return the plugin settings, with defaults for missing or invalid values.
+
+    A0 replaces the defaults with a saved config.json as a whole, so defaults are merged here. Numbers
+    are clamped to their ranges (``_LIMITS``), a boolean is never taken for a number, and a warning
+    threshold at or above the critical one falls back to both defaults.
+    """
     merged = dict(DEFAULT_CONFIG)
     for key, value in a0_bridge.plugin_config(agent).items():
-        if key in DEFAULT_CONFIG and isinstance(value, type(DEFAULT_CONFIG[key])):
-            merged[key] = value
+        if key not in DEFAULT_CONFIG:
+            continue
+        default = DEFAULT_CONFIG[key]
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                merged[key] = value
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            low, high = _LIMITS[key]
+            merged[key] = type(default)(min(max(value, low), high))
+    if merged["warn_at"] >= merged["critical_at"]:
+        merged["warn_at"], merged["critical_at"] = DEFAULT_CONFIG["warn_at"], DEFAULT_CONFIG["critical_at"]
     return merged
 
 

@@ -243,3 +243,26 @@ def test_missing_wrapt_reported_unavailable(plugin_tree):
     state, message = result.stdout.strip().splitlines()[-2:]
     assert state == "unavailable"
     assert "wrapt" in message
+
+
+@pytest.mark.parametrize(
+    ("saved", "expected"),
+    [
+        ({"history_length": 0}, {"history_length": 2}),
+        ({"history_length": 100000}, {"history_length": 200}),
+        ({"history_length": True}, {"history_length": 40}),
+        ({"warn_at": 95, "critical_at": 90}, {"warn_at": 70, "critical_at": 90}),
+        ({"warn_at": 60.5}, {"warn_at": 60}),
+        ({"show_cost": 0}, {"show_cost": True}),
+        ({"show_cost": False, "unknown": 1}, {"show_cost": False}),
+    ],
+)
+def test_config_values_validated(plugin, saved, expected):
+    meter, hooks, a0 = plugin
+    a0.config = saved
+
+    settings = meter.config()
+
+    for key, value in expected.items():
+        assert settings[key] == value, key
+    assert "unknown" not in settings
