@@ -265,11 +265,24 @@ class Call:
                 loop = None
             if loop is not None:
                 self.draining = True
-                task = loop.create_task(self._drain(reason))
-                _drain_tasks.add(task)
-                task.add_done_callback(_drain_tasks.discard)
+                self.start_drain(reason)
                 return True
         return self.finish_stream(_ABANDONED, reason)
+
+    def start_drain(self, reason: str) -> None:
+        """Start the background read of an abandoned stream on the running loop (``draining`` is set).
+
+        While ``draining`` is set, other finishing paths (a scope end) leave the call alone.
+        """
+        try:
+            task = asyncio.get_running_loop().create_task(self._drain(reason))
+        except Exception as exc:
+            report_error("start background read", exc)
+            self.draining = False
+            self.finish_stream(_ABANDONED, reason)
+            return
+        _drain_tasks.add(task)
+        task.add_done_callback(_drain_tasks.discard)
 
     async def _drain(self, reason: str) -> None:
         stream, self.stream_object = self.stream_object, None

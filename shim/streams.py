@@ -52,8 +52,10 @@ def _finish_abandoned(call: Call) -> None:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 loop = None
-            if loop is not None:
-                loop.call_soon(_finish, call, "finish_abandoned", _GC_REASON, True)
+            if loop is not None and not call.done:
+                # Claim the call now, so a scope end that runs before the callback leaves it alone.
+                call.draining = True
+                loop.call_soon(_finish, call, "start_drain", _GC_REASON)
                 return
         _deferred.put(call)
         _ensure_worker()

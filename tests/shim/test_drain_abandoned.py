@@ -94,3 +94,29 @@ async def test_drain_with_scope_end_records_once(records, fake_server):
     assert len(found) == 1
     assert found[0].source is shim.Source.PROVIDER
     assert dict(found[0].scope) == {"chat": "drain"}
+
+
+async def test_collection_then_scope_end_drains(records, fake_server):
+    # Agent Zero 1.7's order: the stream is freed when the model call returns, and the call's end hook
+    # ends the scope right after, before the event loop runs again. The background read must win.
+    shim.configure(drain_abandoned=True)
+    try:
+        token = shim.enter_scope(chat="a0-order")
+        stream = await litellm.acompletion(
+            model="openai/fake-model@usage=finish,chunks=6",
+            messages=MESSAGES,
+            api_base=fake_server.base_url,
+            api_key="sk-test",
+            stream=True,
+        )
+        await stream.__anext__()
+        del stream
+        gc.collect()
+        assert shim.exit_scope(token, finalize_open_streams=True) == 0
+        record = (await wait_for_records(records, 1))[0]
+    finally:
+        shim.configure(drain_abandoned=False)
+
+    assert record.source is shim.Source.PROVIDER
+    assert record.prompt_tokens == fake_server.requests[-1]["usage"]["prompt_tokens"]
+    assert record.outcome is shim.Outcome.ABANDONED
