@@ -11,7 +11,7 @@ MESSAGES = [{"role": "user", "content": "Name two rivers in Spain."}]
 
 
 class JudgeLogger(CustomLogger):
-    """A litellm callback that asks a model once after each successful call, as a judge would."""
+    """A litellm callback that calls a model once after a successful call, as a judge would."""
 
     def __init__(self, server) -> None:
         super().__init__()
