@@ -251,9 +251,9 @@ class Call:
     def finish_abandoned(self, reason: str = "abandoned", drain: bool = False) -> bool:
         """Record a stream the caller stopped reading without closing it.
 
-        With ``drain`` (the garbage-collector path, where no one can read the stream any more) and the
-        ``drain_abandoned`` setting, an async stream on a thread with a running event loop is first read
-        to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the stream's
+        ``drain`` marks the garbage-collector path, where no one can read the stream any more. With it
+        and the ``drain_abandoned`` setting, an async stream on a thread with a running event loop is
+        first read to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the stream's
         last chunks is then still the provider's. The chunks read there reach no one.
         """
         if self.done or self.draining:

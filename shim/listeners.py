@@ -23,9 +23,10 @@ def subscribe(callback: Listener, key: str | None = None) -> str:
 
     A later subscription under the same key replaces the earlier one. The default key is the callback's
     module and qualified name, so a re-imported module that subscribes again replaces its old function
-    instead of adding a second one. Callbacks run on the thread that finished the call (or the garbage
-    collector's thread for abandoned streams) and must be quick; their exceptions are logged and
-    swallowed.
+    instead of adding a second one. Callbacks run on the thread that finished the call. For a stream
+    freed by the garbage collector they run on the shim's ``token_meter-finaliser`` thread, or on the
+    event loop when the stream is read to its end first. They must be quick. Their exceptions (and a
+    CancelledError) are logged once per kind and swallowed.
     """
     key = key or _default_key(callback)
     with RUNTIME.lock:

@@ -9,7 +9,7 @@ from typing import Any
 
 
 class Source(enum.StrEnum):
-    """Where a record's token numbers came from."""
+    """Origin of a record's token numbers."""
 
     PROVIDER = "provider"
     """The provider reported them (in the response, a stream chunk or litellm's hidden parameters)."""
@@ -22,7 +22,7 @@ class Source(enum.StrEnum):
 
 
 class Outcome(enum.StrEnum):
-    """How the call ended, as the caller experienced it."""
+    """End of the call, as the caller experienced it."""
 
     COMPLETE = "complete"
     CLOSED_EARLY = "closed_early"

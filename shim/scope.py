@@ -2,7 +2,7 @@
 
 Scopes live in a ContextVar, so concurrent asyncio Tasks and threads each see their own. A scope
 inherits the attributes of the scope it is entered in. It also tracks the streams opened inside it, so a
-host that knows its streams are done when the scope ends can finalise the open ones at once (outcome
+host whose streams are done when the scope ends can finalise the open ones at once (outcome
 "abandoned", ``exit_scope(..., finalize_open_streams=True)``) instead of waiting for the garbage collector.
 """
 

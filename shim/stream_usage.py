@@ -1,7 +1,7 @@
 """Asking providers for stream usage (``stream_options.include_usage``) on the caller's behalf.
 
 Off unless the ``request_stream_usage`` setting is on. When on, a streamed chat call that did not set
-``stream_options`` itself gets ``{"include_usage": True}``. When a provider answers such a request with
+``stream_options`` itself gets ``{"include_usage": True}``. When a provider rejects such a request with
 HTTP 400 or 422, the call is repeated at once without the option, so the caller never sees that
 failure, and the provider is remembered once the repetition succeeds. Chunks that exist only because
 the shim asked are consumed by the stream proxy.
@@ -35,7 +35,7 @@ _REJECTION_STATUSES = frozenset({400, 422})
 
 
 def _is_rejection(exc: BaseException) -> bool:
-    """True for an HTTP 400 or 422 answer, the codes servers use for a parameter they do not accept.
+    """True for an HTTP 400 or 422 error, the codes servers use for a parameter they do not accept.
 
     Servers word the error differently ("Extra inputs are not permitted", a pydantic location list,
     or a message naming ``stream_options``), so the message is not checked. The call is repeated
@@ -50,9 +50,9 @@ def call_with_usage_request(
     """Call ``wrapped``, adding the usage request when enabled and retrying without it on rejection."""
     if not _should_request(call, kwargs):
         return wrapped(*args, **kwargs)
-    asked = {**kwargs, "stream_options": {"include_usage": True}}
+    requested = {**kwargs, "stream_options": {"include_usage": True}}
     try:
-        result = wrapped(*args, **asked)
+        result = wrapped(*args, **requested)
     except Exception as exc:
         if not _is_rejection(exc):
             raise
@@ -69,9 +69,9 @@ async def call_with_usage_request_async(
     """Async form of ``call_with_usage_request``."""
     if not _should_request(call, kwargs):
         return await wrapped(*args, **kwargs)
-    asked = {**kwargs, "stream_options": {"include_usage": True}}
+    requested = {**kwargs, "stream_options": {"include_usage": True}}
     try:
-        result = await wrapped(*args, **asked)
+        result = await wrapped(*args, **requested)
     except Exception as exc:
         if not _is_rejection(exc):
             raise

@@ -32,8 +32,8 @@ _thread_id = threading.get_ident
 def _owner() -> Any:
     """Identify the Task (or, outside an event loop, the thread) that runs the current code.
 
-    The re-entry guard stores it: a nested call from the same Task is the same model call (litellm's
-    ``fallbacks=`` re-enters ``acompletion``), while a Task or thread that litellm starts during the
+    The re-entry guard stores it. A nested call from the same Task is the same model call, because
+    litellm's ``fallbacks=`` re-enters ``acompletion``. A Task or thread that litellm starts during the
     call (a callback that calls a model itself) inherits the ContextVar but is a different owner.
     """
     loop = _get_running_loop()

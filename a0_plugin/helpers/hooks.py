@@ -1,4 +1,4 @@
-"""What the plugin's extension files do, kept here so that each extension file stays a thin shell.
+"""Actions of the plugin's extension files, kept here so that each extension file stays a thin shell.
 
 A0 runs ``start`` and ``end`` extensions of an ``@extensible`` function inline in the caller's Task, so a
 scope entered in ``start`` is active during the model call and left in ``end``. The scope token travels

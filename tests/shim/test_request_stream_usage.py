@@ -1,8 +1,8 @@
-"""The request_stream_usage setting: the shim asks for stream usage and hides what it caused.
+"""The request_stream_usage setting: the shim requests stream usage and hides what it caused.
 
 Each case runs the same streamed call twice, with the setting off and on, and compares what the
 caller received. With the setting on, the record must carry the server's numbers wherever the server
-sends usage when asked, and a server that rejects ``stream_options`` must not fail the call.
+sends usage when requested, and a server that rejects ``stream_options`` must not fail the call.
 """
 
 from __future__ import annotations
@@ -57,19 +57,19 @@ async def test_requested_usage_reaches_record(records, fake_server, mode):
     assert baseline_record.source is shim.Source.ESTIMATED
 
     shim.configure(request_stream_usage=True)
-    asked = await read_stream(mode, call_kwargs(fake_server))
+    requested = await read_stream(mode, call_kwargs(fake_server))
 
     entry = fake_server.requests[-1]
     assert entry["stream_options_sent"] is True
-    assert visible(asked) == visible(baseline)
-    assert all(chunk.choices for chunk in asked), "a chunk without choices reached the caller"
+    assert visible(requested) == visible(baseline)
+    assert all(chunk.choices for chunk in requested), "a chunk without choices reached the caller"
     record = records.wait_for(2)[1]
     assert record.source is shim.Source.PROVIDER
     assert record.prompt_tokens == entry["usage"]["prompt_tokens"]
     assert record.completion_tokens == entry["usage"]["completion_tokens"]
     assert record.cached_tokens == entry["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert record.reasoning_tokens == entry["usage"]["completion_tokens_details"]["reasoning_tokens"]
-    assert record.chunk_count == len(asked)
+    assert record.chunk_count == len(requested)
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])
