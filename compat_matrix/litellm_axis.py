@@ -1,6 +1,6 @@
 """litellm axis of the compatibility suite: the shim's tests under each litellm and wrapt pair.
 
-The pairs come from ``litellm_axis.toml``. Each runs in a cached virtual environment (see
+The pairs come from the ``[litellm_axis]`` table of ``matrix.toml``. Each runs in a cached virtual environment (see
 ``envs``) with ``python -m pytest`` and ``LITELLM_LOCAL_MODEL_COST_MAP=True``, and its JUnit XML
 becomes one row of the stage's matrix: one column per test module.
 """
@@ -27,7 +27,7 @@ from .reports import MatrixRow, StageResult, format_counts, parse_junit
 
 logger = logging.getLogger(__name__)
 
-DATA_FILE = Path(__file__).with_name("litellm_axis.toml")
+DATA_FILE = Path(__file__).with_name("matrix.toml")
 NEWEST = "newest"
 
 # Test requirements installed next to litellm and wrapt. The versions follow the `test` extra
@@ -77,12 +77,12 @@ def validate_litellm_version(text: str) -> str:
 def load_axis_config(path: Path = DATA_FILE) -> AxisConfig:
     """Read and validate the data file. Raises ValueError naming the invalid entry."""
     with path.open("rb") as file:
-        data = tomllib.load(file)
+        data = tomllib.load(file).get("litellm_axis", {})
 
     python = str(data.get("python", "3.11"))
     variants = {str(label): str(spec) for label, spec in data.get("wrapt_variants", {}).items()}
     if not variants:
-        raise ValueError(f"{path}: [wrapt_variants] is missing or empty")
+        raise ValueError(f"{path}: [litellm_axis.wrapt_variants] is missing or empty")
 
     entries = []
     for index, raw in enumerate(data.get("environment", []), start=1):
@@ -98,7 +98,7 @@ def load_axis_config(path: Path = DATA_FILE) -> AxisConfig:
             )
         entries.append(AxisEntry(litellm, wrapt))
     if not entries:
-        raise ValueError(f"{path}: no [[environment]] entries")
+        raise ValueError(f"{path}: no [[litellm_axis.environment]] entries")
     return AxisConfig(python, variants, tuple(entries))
 
 
