@@ -1,7 +1,8 @@
 """Command line of the compatibility suite: ``python -m compat_matrix``.
 
-The suite is a list of stages. Each stage plans its environments, runs them and returns a
-StageResult, which the report module renders. Today the only stage is the litellm axis.
+The suite is a list of stages: the litellm axis (the shim's tests under several litellm and wrapt
+versions) and the A0 axis (the plugin's contract and live checks against A0 releases). Each stage
+plans its work, runs it and returns a result that the report modules render.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from . import reports
+from . import a0_report, pinning, reports
+from .a0_axis import A0AxisStage
+from .a0_options import a0_options_from_args, add_a0_options
 from .cli_types import positive_float, positive_int
 from .litellm_axis import DATA_FILE, LitellmAxisOptions, LitellmAxisStage, load_axis_config, validate_litellm_version
 
 PROJECT_NAME = "a0-token-meter"
 
 PrintLine = Callable[[str], None]
+SuiteResult = reports.StageResult | a0_report.A0StageResult
+STAGES = ("litellm", "a0")
 
 
 class Stage(Protocol):
@@ -41,7 +46,7 @@ class Stage(Protocol):
         """Return the lines that ``--list`` prints for the stage."""
         ...
 
-    def run(self, print_line: PrintLine) -> reports.StageResult:
+    def run(self, print_line: PrintLine) -> SuiteResult:
         """Run the stage, printing one progress line per step, and return its matrix."""
         ...
 
@@ -78,13 +83,23 @@ def build_parser() -> argparse.ArgumentParser:
             "in one cached virtual environment per litellm and wrapt pair, prints a matrix of passed/total "
             "tests per environment and test module, and writes Markdown, JSON and JUnit XML reports. "
             f"Default pairs (from {DATA_FILE.name}): {defaults}. 'newest' is the newest litellm release on "
-            "the package index at run time."
+            "the package index at run time. The A0 axis checks the plugin's contract against every A0 "
+            "release of the same file and runs the live check where a checkout or a Docker engine allows."
         ),
-        epilog="Exit code: 0 when every environment passed, 1 when a test failed or an environment "
-        "could not be built or run, 2 for invalid options, 130 when interrupted.",
+        epilog="Exit code: 0 when every environment and release passed, 1 when a test failed, an environment "
+        "could not be built or run, a release got another verdict than expected or a supported release failed "
+        "its live check, 2 for invalid options, 130 when interrupted.",
+    )
+    parser.add_argument(
+        "--stage",
+        action="append",
+        default=[],
+        choices=STAGES,
+        help="run only this stage: litellm (the litellm axis) or a0 (the A0 releases). Repeatable. Default: both.",
     )
     _add_selection_options(parser, list(config.wrapt_variants))
     _add_run_options(parser)
+    add_a0_options(parser)
     return parser
 
 
@@ -183,9 +198,20 @@ def _absolute(path: Path | None, default: Path) -> Path:
     return (path if path is not None else default).resolve()
 
 
-def build_stages(args: argparse.Namespace, project_root: Path) -> list[Stage]:
+def build_stages(args: argparse.Namespace, project_root: Path, parser: argparse.ArgumentParser) -> list[Stage]:
     """Create the suite's stages from the parsed options, in the order they run."""
-    options = LitellmAxisOptions(
+    wanted = set(args.stage or STAGES)
+    stages: list[Stage] = []
+    if "litellm" in wanted:
+        stages.append(LitellmAxisStage(_litellm_options(args, project_root)))
+    if "a0" in wanted:
+        reports_dir = _absolute(args.reports_dir, project_root / "reports")
+        stages.append(A0AxisStage(a0_options_from_args(args, project_root, reports_dir, parser)))
+    return stages
+
+
+def _litellm_options(args: argparse.Namespace, project_root: Path) -> LitellmAxisOptions:
+    return LitellmAxisOptions(
         project_root=project_root,
         tests_path=_absolute(args.tests_path, project_root / "tests" / "shim"),
         envs_dir=_absolute(args.envs_dir, project_root / ".suite-envs"),
@@ -198,7 +224,6 @@ def build_stages(args: argparse.Namespace, project_root: Path) -> list[Stage]:
         pytest_k=args.pytest_k,
         test_timeout_s=args.test_timeout,
     )
-    return [LitellmAxisStage(options)]
 
 
 def _make_printer() -> PrintLine:
@@ -211,14 +236,18 @@ def _make_printer() -> PrintLine:
     return print_line
 
 
-def _summary_counts(results: list[reports.StageResult]) -> tuple[int, int, int]:
-    """Return passed, failed and skipped test cases over all stages.
+def _summary_counts(results: list[SuiteResult]) -> tuple[int, int, int]:
+    """Return passed, failed and skipped checks over all stages.
 
-    Failed includes errors, and each environment that failed without a failing test case
-    (build failure, timeout) counts as one failed case.
+    For the litellm axis, failed includes errors, and each environment that failed without a
+    failing test case (build failure, timeout) counts as one failed case.
     """
     passed = failed = skipped = 0
     for result in results:
+        if isinstance(result, a0_report.A0StageResult):
+            counts = result.counts()
+            passed, failed, skipped = passed + counts[0], failed + counts[1], skipped + counts[2]
+            continue
         for row in result.rows:
             totals = row.totals
             passed += totals.passed
@@ -229,10 +258,45 @@ def _summary_counts(results: list[reports.StageResult]) -> tuple[int, int, int]:
     return passed, failed, skipped
 
 
-def run_suite(stages: list[Stage], reports_dir: Path) -> int:
-    """Run the stages, print their matrices and write their reports. Return the exit code."""
+def _print_result(result: SuiteResult) -> None:
+    print()
+    if isinstance(result, a0_report.A0StageResult):
+        print(f"{result.title}: {reports.plural(len(result.rows), 'release')} in {result.duration_s:.1f} s")
+        print("\n".join(a0_report.console_lines(result)))
+        for note in result.notes:
+            print(note)
+        return
+
+    print(f"{result.title}: {reports.plural(len(result.rows), 'environment')} in {result.duration_s:.1f} s")
+    print(reports.render_table(result))
+    print(reports.CELL_LEGEND)
+    for note in result.notes:
+        print(note)
+    failures = reports.render_failures(result)
+    if failures:
+        print()
+        print("Failures:")
+        print("\n".join(failures))
+
+
+def _write_reports(result: SuiteResult, reports_dir: Path) -> list[Path]:
+    if isinstance(result, a0_report.A0StageResult):
+        return a0_report.write_reports(result, reports_dir)
+    return reports.write_reports(result, reports_dir)
+
+
+def _row_noun(result: SuiteResult) -> str:
+    return "release" if isinstance(result, a0_report.A0StageResult) else "environment"
+
+
+def run_suite(stages: list[Stage], reports_dir: Path, *, pin_root: Path | None = None) -> int:
+    """Run the stages, print their matrices and write their reports. Return the exit code.
+
+    With ``pin_root``, the A0 axis's outcome is written into the plugin's README and
+    compatibility file under that project root (see ``pinning``).
+    """
     print_line = _make_printer()
-    results: list[reports.StageResult] = []
+    results: list[SuiteResult] = []
     skipped: list[tuple[Stage, str]] = []
 
     for stage in stages:
@@ -242,20 +306,13 @@ def run_suite(stages: list[Stage], reports_dir: Path) -> int:
             continue
         result = stage.run(print_line)
         results.append(result)
-
-        print()
-        print(f"{result.title}: {reports.plural(len(result.rows), 'environment')} in {result.duration_s:.1f} s")
-        print(reports.render_table(result))
-        print(reports.CELL_LEGEND)
-        for note in result.notes:
-            print(note)
-        failures = reports.render_failures(result)
-        if failures:
-            print()
-            print("Failures:")
-            print("\n".join(failures))
-        paths = reports.write_reports(result, reports_dir)
+        _print_result(result)
+        paths = _write_reports(result, reports_dir)
         print("Reports: " + ", ".join(str(path) for path in paths))
+        if pin_root is not None and isinstance(result, a0_report.A0StageResult):
+            written = pinning.pin_from_stage(pin_root, result)
+            if written:
+                print("Proven A0 range written to: " + ", ".join(str(path) for path in written))
 
     if not results:
         for stage, reason in skipped:
@@ -264,7 +321,7 @@ def run_suite(stages: list[Stage], reports_dir: Path) -> int:
 
     print()
     ran = "; ".join(
-        f"{r.title} ({reports.plural(len(r.rows), 'environment')}, {len(r.failed_rows)} failed)" for r in results
+        f"{r.title} ({reports.plural(len(r.rows), _row_noun(r))}, {len(r.failed_rows)} failed)" for r in results
     )
     print(f"Stages run: {ran}.")
     if skipped:
@@ -285,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
     project_root = find_project_root()
-    stages = build_stages(args, project_root)
+    stages = build_stages(args, project_root, parser)
 
     if args.list:
         for stage in stages:
@@ -301,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not tests_path.exists():
         parser.error(f"tests not found: {tests_path} does not exist")
     try:
-        return run_suite(stages, _absolute(args.reports_dir, project_root / "reports"))
+        reports_dir = _absolute(args.reports_dir, project_root / "reports")
+        return run_suite(stages, reports_dir, pin_root=project_root if args.pin else None)
     except KeyboardInterrupt:
         print("\ninterrupted: no reports written for the stage that was running", file=sys.stderr)
         return 130

@@ -80,3 +80,26 @@ def load_releases(path: Path = DATA_FILE) -> list[A0Release]:
     if duplicates:
         raise ValueError(f"{path}: duplicate a0_release tags: {', '.join(duplicates)}")
     return sorted(releases, key=lambda release: version_key(release.tag))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the release tags of matrix.toml as a JSON list (used by the GitHub Actions workflow)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(
+        prog="python -m compat_matrix.releases", description="Print the A0 release tags of matrix.toml as JSON."
+    )
+    parser.add_argument("--data-file", type=Path, default=DATA_FILE, help="matrix file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        releases = load_releases(args.data_file)
+    except (OSError, ValueError) as error:
+        print(f"error: {error}")
+        return 2
+    print(json.dumps([release.tag for release in releases]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

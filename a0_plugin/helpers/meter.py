@@ -13,7 +13,7 @@ import re
 import threading
 from typing import Any
 
-from . import a0_bridge
+from . import a0_bridge, a0_range, a0_version
 from .figures import apply_record, badge_text, fill_level, new_figures, valid_figures
 from .limits import context_limit
 
@@ -44,7 +44,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 _THREAD_CONTEXT = re.compile(r"^BrowserAgent(?P<id>[A-Za-z0-9_-]+)$")
 
 _lock = threading.RLock()
-_install_state: dict[str, Any] = {"report": None, "status": None}
+_install_state: dict[str, Any] = {"report": None, "status": None, "a0_range": None}
 _chat_models: dict[str, dict[str, Any]] = {}  # context id -> {"ctx_length", "provider", "name"}
 _unattributed = new_figures()
 
@@ -85,6 +85,7 @@ def ensure_installed(agent: Any = None) -> dict[str, Any]:
     misses start-up and A0 re-executes extension files after its caches are trimmed. Cheap after the
     first call.
     """
+    a0_range_check()
     status = _install_state["status"]
     if shim is None:
         if status is None:
@@ -133,6 +134,35 @@ def _log_install(report: Any, status: dict[str, Any]) -> None:
             a0_bridge.log("warning", warning)
     else:
         a0_bridge.log("error", status["message"])
+
+
+def a0_range_check() -> a0_range.RangeCheck:
+    """Compare the running A0's version with the proven range once per process, and log the outcome."""
+    check = _install_state["a0_range"]
+    if check is not None:
+        return check
+    with _lock:
+        if _install_state["a0_range"] is None:
+            detected = a0_version.detect_a0_version()
+            check = a0_range.check_version(detected)
+            _log_range_check(detected, check)
+            _install_state["a0_range"] = check
+        return _install_state["a0_range"]
+
+
+def _log_range_check(detected: a0_version.DetectedVersion, check: a0_range.RangeCheck) -> None:
+    if check.state == a0_range.INSIDE:
+        a0_bridge.log("info", f"A0 {check.version} ({detected.source}) is inside the proven range")
+    elif check.state == a0_range.OUTSIDE:
+        a0_bridge.log("warning", check.warning)
+    elif check.state == a0_range.UNKNOWN_VERSION:
+        a0_bridge.log(
+            "info",
+            f"A0 version unknown ({check.reason}), so the proven-range check is skipped. "
+            f"Set {a0_version.ENV_VARIABLE} to the A0 release to check it.",
+        )
+    else:
+        a0_bridge.log("error", check.warning)
 
 
 # ----- attribution ----------------------------------------------------------------------------------
@@ -223,7 +253,7 @@ def _publish(context: Any, figures: dict[str, Any], settings: dict[str, Any]) ->
         "show_cost": settings["show_cost"],
         "show_sparkline": settings["show_sparkline"],
     }
-    figures.setdefault("a0_range_warning", None)
+    figures["a0_range_warning"] = a0_range_check().warning
     context.output_data[OUTPUT_KEY] = figures
     a0_bridge.mark_dirty(context.id)
 

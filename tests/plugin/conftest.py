@@ -87,6 +87,7 @@ def plugin(plugin_tree, monkeypatch):
     monkeypatch.setattr(bridge, "log", lambda level, message: a0.logs.append((level, message)))
     monkeypatch.setattr(meter, "_unattributed", meter.new_figures())
     monkeypatch.setitem(meter._install_state, "status", None)
+    monkeypatch.setitem(meter._install_state, "a0_range", None)
     try:
         yield meter, hooks, a0
     finally:
