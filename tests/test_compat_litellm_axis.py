@@ -34,14 +34,19 @@ def test_shipped_data_file_loads() -> None:
 
 def test_data_file_unknown_variant(tmp_path: Path) -> None:
     path = tmp_path / "axis.toml"
-    path.write_text('[litellm_axis.wrapt_variants]\n"2.x" = ">=2"\n[[litellm_axis.environment]]\nlitellm = "1.0.0"\nwrapt = "3.x"\n')
+    path.write_text(
+        '[litellm_axis.wrapt_variants]\n"2.x" = ">=2"\n[[litellm_axis.environment]]\nlitellm = "1.0.0"\nwrapt = "3.x"\n'
+    )
     with pytest.raises(ValueError, match="environment 1: unknown wrapt variant '3.x'"):
         litellm_axis.load_axis_config(path)
 
 
 def test_data_file_invalid_version(tmp_path: Path) -> None:
     path = tmp_path / "axis.toml"
-    path.write_text('[litellm_axis.wrapt_variants]\n"2.x" = ">=2"\n[[litellm_axis.environment]]\nlitellm = "latest"\nwrapt = "2.x"\n')
+    path.write_text(
+        '[litellm_axis.wrapt_variants]\n"2.x" = ">=2"\n'
+        '[[litellm_axis.environment]]\nlitellm = "latest"\nwrapt = "2.x"\n'
+    )
     with pytest.raises(ValueError, match="invalid litellm version 'latest'"):
         litellm_axis.load_axis_config(path)
 
