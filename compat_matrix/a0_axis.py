@@ -132,6 +132,7 @@ class A0AxisStage:
         self.releases = select_releases(load_releases(options.data_file), options.only)
         self._engine_probe = engine_probe
         self._engine: EngineState | None = None
+        self._notes: list[str] = []
 
     def engine(self) -> EngineState | None:
         """Probe the Docker engine once, only when the live mode may use it."""
@@ -146,9 +147,16 @@ class A0AxisStage:
             return f"no A0 release matches --a0 {' '.join(self.options.only)}"
         return None
 
-    def plan(self) -> tuple[list[contract.ReleaseContract], dict[str, LiveTarget], dict[str, str]]:
-        """Check every release's contract and decide where its live check runs."""
-        checked = contract.check_releases(self.releases)
+    def plan(
+        self, *, probe_images: bool = True
+    ) -> tuple[list[contract.ReleaseContract], dict[str, LiveTarget], dict[str, str]]:
+        """Check every release's contract and decide where its live check runs.
+
+        With ``probe_images``, releases whose official image the engine has (or may pull) are
+        judged by the probe's output from inside that image instead of the committed baseline.
+        """
+        overrides = self._probe_images() if probe_images else {}
+        checked = contract.check_releases(self.releases, facts_overrides=overrides)
         unsupported = {
             item.release.tag: "; ".join(
                 missing.reason for missing in item.verdict.missing if missing.severity == "required"
@@ -160,9 +168,31 @@ class A0AxisStage:
         targets, reasons = plan_live(self.releases, unsupported, self.options.live, self.engine())
         return checked, targets, reasons
 
+    def _probe_images(self) -> dict[str, Path]:
+        """Probe the official image of each release that the docker backend would run; return the output files."""
+        engine = self.engine()
+        live = self.options.live
+        if engine is None or not engine.reachable or live.mode in ("off", "local"):
+            return {}
+        from .a0_live import A0LiveError
+        from .image_probe import probe_image
+
+        overrides: dict[str, Path] = {}
+        for release in self.releases:
+            if release.tag in live.checkouts or not (live.pull or engine.has_image(release.image)):
+                continue
+            output = self.options.reports_dir / "a0_live" / release.tag / "probe.json"
+            try:
+                overrides[release.tag] = probe_image(engine.client, release.image, output, pull=live.pull)
+            except A0LiveError as error:
+                self._notes.append(f"{release.tag}: {error}; its contract uses the committed baseline")
+                continue
+            self._notes.append(f"{release.tag}: contract facts probed in {release.image} ({output})")
+        return overrides
+
     def describe(self) -> list[str]:
         """Return one line per release for ``--list``: verdict and where the live check runs."""
-        checked, targets, reasons = self.plan()
+        checked, targets, reasons = self.plan(probe_images=False)
         lines = []
         for release, item in zip(self.releases, checked, strict=True):
             verdict = item.error or item.verdict.status
@@ -187,6 +217,7 @@ class A0AxisStage:
         engine = self.engine()
         if engine is not None:
             result.notes.append(("Docker: " if engine.reachable else "No Docker live checks: ") + engine.reason)
+        result.notes.extend(self._notes)
 
         planned = [targets[release.tag] for release in self.releases if release.tag in targets]
         if planned:

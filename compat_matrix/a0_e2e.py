@@ -15,9 +15,13 @@ server logged for each request:
 4. After a restart with the plugin, the API returns the same figures for both chats.
 
 Where A0 runs is a backend (``A0Backend``): ``LocalBackend`` runs a checkout's copy with a given
-interpreter. Command line::
+interpreter; ``docker_backend.DockerBackend`` runs A0 in a container without network, from a release
+image or from a base image with a checkout and its venv mounted. Command lines::
 
     python -m compat_matrix.a0_e2e --checkout /work/a0/v1.7 --python /work/a0/venv312/bin/python
+    python -m compat_matrix.a0_e2e --backend docker --image agent0ai/agent-zero:v1.7
+    python -m compat_matrix.a0_e2e --backend docker --image token-meter/a0-base:bookworm \\
+        --checkout /work/a0/v1.7 --venv /work/a0/venv312
 
 Exit code 0 when every assertion passed, 1 when one failed or a step failed, 2 for invalid options.
 """
@@ -40,13 +44,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import a0_live
+from . import a0_live, docker_engine
 from .a0_live import A0Client, A0LiveError, ModelSetup
 from .cli_types import positive_float, positive_int
 
 logger = logging.getLogger(__name__)
 
 RESULT_FILE = "a0_e2e.json"
+MODEL_CONFIG_FILE = "usr/plugins/_model_config/config.json"
+MIGRATED_CONFIG_SUFFIX = ".pre-unified-presets.bak"
 OUTPUT_KEY = "token_meter"
 TOKEN_FIELDS = ("prompt", "completion", "cached", "reasoning")
 ROLES = ("chat", "utility", "other")
@@ -165,6 +171,7 @@ class LocalBackend:
             a0_live.write_usr_env(self.tree, self.runtime_id)
             a0_live.write_model_config(self.tree, self.setup)
             a0_live.pin_prompt_datetime(self.tree)
+            a0_live.disable_host_changing_plugins(self.tree)
         if plugin_tree is None:
             a0_live.remove_plugin(self.tree)
         else:
@@ -535,9 +542,12 @@ def _phase_with_plugin(backend: A0Backend, options: CheckOptions, result: CheckR
     result.timings["replies_with_plugin"] = [record.reply_seconds for record in records]
     result.timings["quiet_waits_with_plugin"] = [record.quiet_wait_seconds for record in records]
 
-    config = read_json_file(backend, "usr/plugins/_model_config/config.json")
-    if not isinstance(config, dict):
-        raise A0LiveError("usr/plugins/_model_config/config.json of the A0 tree is missing or not JSON")
+    config = read_json_file(backend, MODEL_CONFIG_FILE)
+    if isinstance(config, dict) and "chat_model" not in config:
+        # A0 v2.x moves config.json into its model presets at start-up and keeps the original as a backup.
+        config = read_json_file(backend, MODEL_CONFIG_FILE + MIGRATED_CONFIG_SUFFIX)
+    if not isinstance(config, dict) or "chat_model" not in config:
+        raise A0LiveError(f"{MODEL_CONFIG_FILE} of the A0 tree is missing, not JSON or without a chat_model section")
     observed["model_config"] = config
 
     chat_ids = _chat_ids(records)
@@ -717,25 +727,67 @@ def _port(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m compat_matrix.a0_e2e",
-        description="Run Agent Zero v1.x from a checkout against the fake model server, without and with the "
-        "Token Meter plugin, and compare the plugin's figures with the usage the fake server sent. "
-        "The checkout is copied; it is never changed. All traffic stays on 127.0.0.1.",
-        epilog="Exit code: 0 when every assertion passed, 1 when one failed or a step failed, 2 for invalid options.",
+        description="Run Agent Zero v1.x against the fake model server, without and with the Token Meter plugin, "
+        "and compare the plugin's figures with the usage the fake server sent. Backends: local (a copy of a "
+        "checkout run by an interpreter on 127.0.0.1) or docker (containers without network: a release image, "
+        "or a base image with a copy of a checkout and its venv mounted). The checkout is never changed.",
+        epilog="Exit code: 0 when every assertion passed, 1 when one failed or a step failed, 2 for invalid options. "
+        "Examples: --checkout /a0/v1.7 --python /venv/bin/python; --backend docker --image agent0ai/agent-zero:v1.7; "
+        "--backend docker --image token-meter/a0-base:bookworm --checkout /a0/v1.7 --venv /venv",
     )
 
-    parser.add_argument("--checkout", type=Path, required=True, help="A0 v1.x source tree (contains run_ui.py)")
-    parser.add_argument("--python", required=True, help="Python 3.12 interpreter with A0's requirements installed")
+    parser.add_argument("--backend", choices=("local", "docker"), default="local", help="where A0 runs (default local)")
     parser.add_argument(
-        "--port", type=_port, default=22311, help="A0's port on 127.0.0.1 (default 22311); use one below 32768"
+        "--checkout",
+        type=Path,
+        default=None,
+        help="A0 v1.x source tree (contains run_ui.py); required by the local backend, "
+        "selects the mounted-checkout mode of the docker backend",
     )
-    parser.add_argument("--fake-port", type=_port, default=None, help="fake model server's port (default: --port + 1)")
+    parser.add_argument(
+        "--python", default=None, help="local backend: Python 3.12 interpreter with A0's requirements installed"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=22311, help="local backend: A0's port on 127.0.0.1 (default 22311)"
+    )
+    parser.add_argument(
+        "--fake-port", type=_port, default=None, help="local backend: fake model server's port (default: --port + 1)"
+    )
+
+    docker_group = parser.add_argument_group("docker backend")
+    docker_group.add_argument(
+        "--image",
+        default=None,
+        help="release image such as agent0ai/agent-zero:v1.7, or with --checkout the base image "
+        "(see scripts/build_base_image)",
+    )
+    docker_group.add_argument(
+        "--venv",
+        type=Path,
+        default=None,
+        help="with --checkout: host venv with A0's requirements, mounted read-only at /opt/venv-a0; "
+        "the prefix of the interpreter it links to is mounted read-only at its own path",
+    )
+    docker_group.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOST:CONTAINER[:ro|rw]",
+        help="extra bind mount of both containers, read-only unless :rw; repeatable",
+    )
+    docker_group.add_argument(
+        "--pull",
+        choices=docker_engine.PULL_POLICIES,
+        default="missing",
+        help="when to pull the image: missing (default), never or always",
+    )
 
     parser.add_argument(
         "--report-dir",
         type=Path,
         default=None,
         help="folder for a0_e2e.json, A0's logs and the fake server's request log "
-        "(default: reports/a0_e2e/<checkout folder name> in the project)",
+        "(default: reports/a0_e2e/<checkout folder name>, with the docker backend reports/a0_e2e/docker-<name>)",
     )
 
     parser.add_argument(
@@ -760,6 +812,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-tree", action="store_true", help="keep the copy of the checkout A0 ran from")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
+
+
+def _check_backend_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with code 2 (parser.error) when the options do not fit the chosen backend."""
+    if args.backend == "local":
+        if args.checkout is None or args.python is None:
+            parser.error("the local backend needs --checkout and --python")
+        for option in ("image", "venv"):
+            if getattr(args, option) is not None:
+                parser.error(f"--{option} is an option of the docker backend (--backend docker)")
+        if args.mount:
+            parser.error("--mount is an option of the docker backend (--backend docker)")
+        return
+    if args.image is None:
+        parser.error("the docker backend needs --image (a release image, or the base image with --checkout)")
+    if args.python is not None:
+        parser.error("--python is an option of the local backend; with --backend docker use --venv")
+    if args.venv is not None and args.checkout is None:
+        parser.error("--venv needs --checkout (mounted-checkout mode)")
+    for text in args.mount:
+        try:
+            _parse_mount(text)
+        except ValueError as error:
+            parser.error(str(error))
+
+
+def _parse_mount(text: str) -> Any:
+    from .docker_backend import Mount
+
+    return Mount.parse(text)
+
+
+def _write_result(result: CheckResult, report_dir: Path) -> None:
+    result.log_dir = str(report_dir)
+    (report_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def run_local(
@@ -800,8 +887,71 @@ def run_local(
             logger.warning("kept the A0 tree at %s", work_dir / "a0")
         else:
             shutil.rmtree(work_dir, ignore_errors=True)
-    result.log_dir = str(report_dir)
-    (report_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
+    _write_result(result, report_dir)
+    return result
+
+
+def run_docker(
+    image: str,
+    *,
+    checkout: Path | None = None,
+    venv: Path | None = None,
+    mounts: Sequence[str] = (),
+    pull: str | bool = "missing",
+    report_dir: Path | None = None,
+    quiet_s: float = 3.0,
+    ready_timeout_s: float = 240.0,
+    chat_ctx_length: int = 120_000,
+    keep_tree: bool = False,
+    label: str | None = None,
+) -> CheckResult:
+    """Build the plugin, run the check with a DockerBackend and write ``report_dir/a0_e2e.json``.
+
+    Without ``checkout`` A0 runs from the release ``image`` with its own command. With ``checkout``,
+    ``image`` is the base image: a copy of the checkout is mounted at /a0 and ``venv`` at
+    /opt/venv-a0, together with the prefix of the interpreter the venv links to (see
+    ``docker_backend.interpreter_mounts``). ``mounts`` are extra ``HOST:CONTAINER[:ro|rw]`` bind
+    mounts. ``pull``: ``missing``, ``never``, ``always``, or True for ``missing`` and False for
+    ``never``. Raises A0LiveError when the engine does not respond or a path is invalid, and
+    ValueError for an invalid mount. Failures of the check itself are in the returned result.
+    """
+    from .docker_backend import DockerBackend, DockerSetup, Mount, interpreter_mounts
+
+    if isinstance(pull, bool):
+        pull = "missing" if pull else "never"
+    extra = [Mount.parse(text) for text in mounts]
+    if venv is not None:
+        extra = interpreter_mounts(venv, extra) + extra
+    setup = DockerSetup(image=image, checkout=checkout, venv=venv, mounts=tuple(extra), pull=pull)
+    setup.validate()
+    label = label or (checkout.resolve().name if checkout is not None else image)
+    default_dir = "docker-" + re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+    report_dir = (report_dir or a0_live.PROJECT_ROOT / "reports" / "a0_e2e" / default_dir).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    client = docker_engine.connect()
+    work_dir = Path(tempfile.mkdtemp(prefix="a0-e2e-docker-"))
+    try:
+        plugin_tree = a0_live.build_plugin(work_dir / "plugin-build")
+        backend = DockerBackend(
+            setup,
+            work_dir,
+            report_dir,
+            client=client,
+            chat_ctx_length=chat_ctx_length,
+            ready_timeout_s=ready_timeout_s,
+            keep_tree=keep_tree,
+        )
+        try:
+            result = run_check(backend, CheckOptions(plugin_tree=plugin_tree, quiet_s=quiet_s), label)
+        finally:
+            backend.close()
+    finally:
+        client.close()
+        if keep_tree:
+            logger.warning("kept the A0 tree at %s", work_dir / "a0")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    _write_result(result, report_dir)
     return result
 
 
@@ -811,30 +961,35 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_backend_options(parser, args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    common = {
+        "report_dir": args.report_dir,
+        "quiet_s": args.quiet_seconds,
+        "ready_timeout_s": args.ready_timeout,
+        "chat_ctx_length": args.chat_ctx_length,
+        "keep_tree": args.keep_tree,
+    }
     try:
-        result = run_local(
-            args.checkout,
-            args.python,
-            port=args.port,
-            fake_port=args.fake_port,
-            report_dir=args.report_dir,
-            quiet_s=args.quiet_seconds,
-            ready_timeout_s=args.ready_timeout,
-            chat_ctx_length=args.chat_ctx_length,
-            keep_tree=args.keep_tree,
-        )
+        if args.backend == "local":
+            result = run_local(args.checkout, args.python, port=args.port, fake_port=args.fake_port, **common)
+        else:
+            result = run_docker(
+                args.image, checkout=args.checkout, venv=args.venv, mounts=args.mount, pull=args.pull, **common
+            )
     except A0LiveError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; A0 and the fake server were stopped", file=sys.stderr)
+        stopped = "A0 and the fake server were stopped" if args.backend == "local" else "the containers were removed"
+        print(f"interrupted; {stopped}", file=sys.stderr)
         return 130
     print("\n".join(result.summary_lines()))
     return 0 if result.passed else 1

@@ -126,6 +126,29 @@ def prepare_run_tree(checkout: Path, destination: Path) -> Path:
     return destination
 
 
+# Core plugins of A0 v2.x that install system packages (apt-get) when A0 starts in dockerized mode.
+# The live check starts A0 with --dockerized=true outside a container, so they are turned off in
+# the copy it runs; they play no part in model calls.
+HOST_CHANGING_PLUGINS = ("_desktop", "_office")
+PLUGIN_OFF_FILE = ".toggle-0"
+
+
+def disable_host_changing_plugins(tree: Path) -> list[str]:
+    """Turn off the core plugins of ``HOST_CHANGING_PLUGINS`` that ``tree`` has; return their names.
+
+    A0 v2.x reads ``usr/plugins/<name>/.toggle-0`` as "disabled". Trees without these plugins
+    (v1.x) are left unchanged.
+    """
+    disabled = []
+    for name in HOST_CHANGING_PLUGINS:
+        if (tree / "plugins" / name / "plugin.yaml").is_file():
+            toggle_dir = tree / "usr" / "plugins" / name
+            toggle_dir.mkdir(parents=True, exist_ok=True)
+            (toggle_dir / PLUGIN_OFF_FILE).write_text("", encoding="utf-8")
+            disabled.append(name)
+    return disabled
+
+
 def clear_state(tree: Path) -> None:
     """Remove the chats, memory and uploads of an A0 tree, so A0 starts as after a fresh install."""
     for relative in ("usr/chats", "usr/memory", "usr/uploads"):

@@ -291,7 +291,7 @@ def _clean(text: str) -> str:
 
 
 def build_junit(result: A0StageResult) -> ET.ElementTree:
-    """One ``<testsuite>`` per release with a contract test case and a live check test case."""
+    """Build a JUnit XML tree: one ``<testsuite>`` per release, with a contract and a live check test case."""
     root = ET.Element("testsuites", {"name": f"compatibility suite: {result.title}"})
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for row in result.rows:
