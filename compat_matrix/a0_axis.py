@@ -19,6 +19,7 @@ from . import a0_e2e, contract
 from .a0_live_plan import EngineState, LiveOptions, LiveTarget, plan_live, probe_engine, venv_of
 from .a0_report import LIVE_FAILED, LIVE_NOT_RUN, LIVE_PASSED, A0StageResult, LiveOutcome, MissingItem, ReleaseRow
 from .releases import DATA_FILE, A0Release, load_releases
+from .reports import plural
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class A0AxisStage:
         rows = {
             release.tag: row_from_contract(release, item) for release, item in zip(self.releases, checked, strict=True)
         }
-        print_line(f"A0 contract check: {len(rows)} releases from {contract.facts_description()}")
+        print_line(f"A0 contract check: {plural(len(rows), 'release')} from {contract.facts_description()}")
 
         for tag, reason in reasons.items():
             rows[tag].live = LiveOutcome(status=LIVE_NOT_RUN, detail=reason)
