@@ -52,6 +52,7 @@ def row_from_contract(release: A0Release, checked: contract.ReleaseContract) -> 
     row.verdict = checked.verdict.status
     row.facts_from = checked.facts_from
     row.missing = [MissingItem(item.id, item.feature, item.severity, item.reason) for item in checked.verdict.missing]
+    row.unchecked = list(checked.verdict.unchecked)
     row.drift_from = checked.previous_tag
     row.drift = [str(item) for item in checked.drift]
     return row

@@ -17,6 +17,7 @@ from .a0_live_plan import (
     parse_checkouts,
 )
 from .cli_types import positive_float, positive_int
+from .releases import load_releases
 
 
 def add_a0_options(parser: argparse.ArgumentParser) -> None:
@@ -98,14 +99,24 @@ def a0_options_from_args(
         checkouts.update(parse_checkouts(args.a0_checkout))
     except ValueError as error:
         parser.error(f"--a0-checkout / {CHECKOUTS_ENV}: {error}")
+    try:
+        known = [release.tag for release in load_releases()]
+    except (OSError, ValueError) as error:
+        parser.error(f"cannot read the matrix file: {error}")
+    unknown = sorted({tag for tag in [*args.a0, *checkouts] if tag not in known})
+    if unknown:
+        parser.error(f"A0 release not in matrix.toml: {', '.join(unknown)} (known: {', '.join(known)})")
     for tag, path in checkouts.items():
         if not (path / "run_ui.py").is_file():
             parser.error(f"checkout of {tag}: {path} has no run_ui.py")
+    python = args.a0_python or os.environ.get(PYTHON_ENV) or None
+    if checkouts and not python and args.a0_live != "off":
+        parser.error(f"a checkout is configured but no interpreter: pass --a0-python or set {PYTHON_ENV}")
 
     live = LiveOptions(
         mode=args.a0_live,
         checkouts=checkouts,
-        python=args.a0_python or os.environ.get(PYTHON_ENV) or None,
+        python=python,
         pull=args.a0_pull,
         base_image=args.a0_base_image,
         jobs=args.a0_jobs,

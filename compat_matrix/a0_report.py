@@ -61,9 +61,10 @@ class ReleaseRow:
     image: str
     litellm_pin: str
     expect: str | None
-    verdict: str = UNSUPPORTED
+    verdict: str | None = None
     facts_from: str = ""
     missing: list[MissingItem] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
     drift_from: str | None = None
     live: LiveOutcome = field(default_factory=LiveOutcome)
@@ -71,7 +72,8 @@ class ReleaseRow:
 
     @property
     def expect_ok(self) -> bool:
-        return self.expect is None or self.expect == self.verdict
+        """True when the row states no expected verdict, matches it, or has no verdict (``error`` says why)."""
+        return self.expect is None or self.verdict is None or self.expect == self.verdict
 
     @property
     def ok(self) -> bool:
@@ -222,11 +224,14 @@ def render_markdown(result: A0StageResult) -> str:
         if row.error:
             lines.append(f"- **{row.tag}**: contract not checked: {row.error}")
         elif not row.missing:
-            lines.append(f"- **{row.tag}**: {row.verdict}; every requirement met{source}.")
+            lines.append(f"- **{row.tag}**: {row.verdict}; every probed requirement met{source}.")
         else:
             lines.append(f"- **{row.tag}**: {row.verdict}{source}:")
             for item in row.missing:
                 lines.append(f"  - {item.feature} (`{item.id}`, {item.severity}): {item.reason}")
+        if row.unchecked:
+            names = ", ".join(f"`{name}`" for name in row.unchecked)
+            lines.append(f"  - not probed in these facts (checked only inside the release's environment): {names}")
 
     lines += ["", "## Drift", ""]
     drift_rows = [row for row in result.rows if row.drift_from]
@@ -297,7 +302,7 @@ def build_junit(result: A0StageResult) -> ET.ElementTree:
     for row in result.rows:
         suite = ET.SubElement(root, "testsuite", {"name": f"A0 {row.tag}", "timestamp": result.started_at})
         properties = ET.SubElement(suite, "properties")
-        for name, value in (("image", row.image), ("litellm pin", row.litellm_pin), ("verdict", row.verdict)):
+        for name, value in (("image", row.image), ("litellm pin", row.litellm_pin), ("verdict", row.verdict or "")):
             ET.SubElement(properties, "property", {"name": name, "value": value})
 
         counts = {"tests": 2, "failures": 0, "errors": 0, "skipped": 0}

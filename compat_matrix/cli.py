@@ -327,13 +327,21 @@ def run_suite(stages: list[Stage], reports_dir: Path, *, pin_root: Path | None =
     if skipped:
         print("Stages skipped: " + "; ".join(f"{stage.title} ({reason})" for stage, reason in skipped) + ".")
 
-    passed, failed, skipped_cases = _summary_counts(results)
-    print(f"suite: {passed} passed, {failed} failed, {skipped_cases} skipped")
+    totals = []
+    for result in results:
+        passed, failed, skipped_cases = _summary_counts([result])
+        unit = "checks (contract and live)" if isinstance(result, a0_report.A0StageResult) else "tests"
+        totals.append(f"{result.title}: {passed} passed, {failed} failed, {skipped_cases} skipped {unit}")
+    print("suite: " + "; ".join(totals))
     return 0 if all(result.ok for result in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except (OSError, ValueError) as error:  # tomllib.TOMLDecodeError is a ValueError
+        print(f"error: cannot read the matrix file {DATA_FILE}: {error}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.wrapt and not args.litellm:
         parser.error("--wrapt needs --litellm: the default pairs already name their wrapt variant")

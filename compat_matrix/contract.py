@@ -480,7 +480,9 @@ def check_releases(
                 result.facts = read_facts_file(overrides[release.tag])
                 result.facts_from = str(overrides[release.tag])
             else:
-                result.facts = load_baseline(release, baselines_dir)["facts"]
+                result.facts = validate_facts(
+                    load_baseline(release, baselines_dir)["facts"], str(baseline_path(release.baseline, baselines_dir))
+                )
                 result.facts_from = _baseline_label(release, baselines_dir)
         except (BaselineError, OSError, ValueError) as error:
             result.error = str(error)
@@ -488,10 +490,18 @@ def check_releases(
             results.append(result)
             continue
 
-        result.verdict = evaluate(result.facts, requirements)
-        if previous is not None and previous.facts is not None:
-            result.previous_tag = previous.release.tag
-            result.drift = drift(previous.facts, result.facts, requirements)
+        try:
+            result.verdict = evaluate(result.facts, requirements)
+            if previous is not None and previous.facts is not None:
+                result.previous_tag = previous.release.tag
+                result.drift = drift(previous.facts, result.facts, requirements)
+        except (AttributeError, KeyError, TypeError, ValueError) as error:
+            # A section with the wrong shape inside: the facts cannot be judged.
+            result.facts, result.verdict, result.drift = None, None, []
+            result.error = f"facts of {release.tag} ({result.facts_from}) cannot be evaluated: {error!r}"
+            logger.warning("contract check of %s: %s", release.tag, result.error)
+            results.append(result)
+            continue
         results.append(result)
         previous = result
     return results
@@ -503,14 +513,51 @@ def _baseline_label(release: A0Release, baselines_dir: Path) -> str:
     return label if release.baseline == release.tag else f"{label} (baseline of {release.tag})"
 
 
+# Sections of the probe's output, each a JSON object; ``environment`` may also be null (not probed).
+FACT_SECTIONS = (
+    "agent_context",
+    "agent_loop",
+    "apis",
+    "context_limit",
+    "extensible_functions",
+    "extension_points",
+    "extension_system",
+    "layout",
+    "litellm",
+    "model_wrappers",
+    "pins",
+    "plugin_system",
+    "signatures",
+    "tree_version",
+    "webui",
+)
+
+
+def validate_facts(facts: Any, source: str) -> dict[str, Any]:
+    """Return ``facts`` if it has the probe's shape; raise ValueError naming what is wrong otherwise.
+
+    A file without these sections would meet no requirement and fail none (each would be "not
+    probed"), and so be judged supported; it is rejected instead.
+    """
+    if not isinstance(facts, dict) or "probe_version" not in facts:
+        raise ValueError(f"{source}: not probe output (no probe_version key)")
+    missing = [name for name in FACT_SECTIONS if name not in facts]
+    if missing:
+        raise ValueError(f"{source}: probe output lacks {', '.join(missing)}")
+    wrong = [name for name in FACT_SECTIONS if not isinstance(facts[name], dict)]
+    if facts.get("environment") is not None and not isinstance(facts["environment"], dict):
+        wrong.append("environment")
+    if wrong:
+        raise ValueError(f"{source}: probe output sections are not JSON objects: {', '.join(wrong)}")
+    return facts
+
+
 def read_facts_file(path: Path) -> dict[str, Any]:
     """Read probe output, or a baseline file (its ``facts``). Raises ValueError for other JSON."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if isinstance(data, dict) and isinstance(data.get("facts"), dict):
         data = data["facts"]
-    if not isinstance(data, dict) or "probe_version" not in data:
-        raise ValueError(f"{path}: not probe output (no probe_version key)")
-    return data
+    return validate_facts(data, str(path))
 
 
 # ----- command line ----------------------------------------------------------------------------------

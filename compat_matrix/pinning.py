@@ -168,6 +168,11 @@ def write_proven_range(
         raise ValueError(f"duplicate outcomes for {', '.join(duplicates)}")
     if matrix_tags is None:
         matrix_tags = [release.tag for release in load_releases()]
+    matrix_tags = list(matrix_tags)
+    dropped = sorted(tag for tag in tags if matrix_tags and tag not in matrix_tags)
+    if dropped:
+        logger.info("not pinning releases that matrix.toml no longer lists: %s", ", ".join(dropped))
+        outcomes = [outcome for outcome in outcomes if outcome.tag not in dropped]
     outcomes += [ReleaseOutcome(tag, None) for tag in matrix_tags if tag not in tags]
     outcomes.sort(key=lambda o: version_key(o.tag))
 
@@ -468,7 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     try:
-        outcomes = outcomes_from_report(json.loads(args.from_report.read_text(encoding="utf-8")))
+        current = outcomes_from_report(json.loads(args.from_report.read_text(encoding="utf-8")))
+        outcomes = merge_with_previous(current, previous_outcomes(args.project_root))
         matrix_tags = [release.tag for release in load_releases(args.matrix)]
         result = write_proven_range(
             args.project_root, outcomes, today=args.date, check_only=args.check, matrix_tags=matrix_tags

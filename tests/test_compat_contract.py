@@ -518,3 +518,36 @@ def test_cli_regenerate_bad_source(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert status == 2
     assert "invalid --source 'no-equals-sign', expected OWNER/NAME=PATH" in capsys.readouterr().err
+
+
+def _copy_baselines(tmp_path: Path) -> Path:
+    target = tmp_path / "baselines"
+    shutil.copytree(contract.BASELINES_DIR, target)
+    return target
+
+
+def test_baseline_with_a_section_of_the_wrong_type_is_an_error_row(tmp_path: Path) -> None:
+    baselines = _copy_baselines(tmp_path)
+    path = baselines / "v1.7.json"
+    data = json.loads(path.read_text())
+    data["facts"]["apis"] = "garbage"
+    path.write_text(json.dumps(data))
+    releases = [release for release in load_releases() if release.tag in ("v1.3", "v1.7", "v1.10")]
+
+    results = {item.release.tag: item for item in contract.check_releases(releases, baselines_dir=baselines)}
+
+    assert "probe output sections are not JSON objects: apis" in results["v1.7"].error
+    assert results["v1.7"].verdict is None
+    assert results["v1.10"].verdict.status == "supported"
+    assert results["v1.10"].previous_tag == "v1.3"
+
+
+def test_baseline_without_probe_sections_is_not_judged_supported(tmp_path: Path) -> None:
+    baselines = _copy_baselines(tmp_path)
+    (baselines / "v1.7.json").write_text(json.dumps({"tag": "v1.7", "facts": {"probe_version": 1, "x": 1}}))
+    release = next(release for release in load_releases() if release.tag == "v1.7")
+
+    (result,) = contract.check_releases([release], baselines_dir=baselines)
+
+    assert result.verdict is None
+    assert "probe output lacks agent_context" in result.error
