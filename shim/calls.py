@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import time
 from typing import Any
 
 from .errors import report_error
 from .estimate import estimate_chat_stream, estimate_text, responses_input_text
 from .listeners import emit
-from .pricing import hidden_cost, price
-from .records import Api, Outcome, Source, UsageRecord
+from .pricing import price
+from .records import NO_SCOPE, Api, Outcome, Source, UsageRecord
+from .response_record import build_response_record, extra_field, new_call_id, request_model
 from .runtime import RUNTIME
-from .scope import Scope
-from .usage import TokenCounts, read_usage
+from .scope import Scope, call_scope
+from .usage import TokenCounts, pydantic_types, read_usage
 
-_call_numbers = itertools.count(1)
 _drain_tasks: set[asyncio.Task[None]] = set()  # strong references until each background read ends
+
+
+async def _close_quietly(stream: Any) -> None:
+    """Close a stream read in the background; what closing raises is logged once per kind, not raised."""
+    try:
+        closer = getattr(stream, "aclose", None)
+        if closer is not None:
+            await closer()
+    except BaseException as exc:
+        if not isinstance(exc, Exception | asyncio.CancelledError):
+            raise
+        report_error("close stream after background read", exc)
 DRAIN_TIMEOUT_S = 30.0
-_PROCESS_TAG = f"tm-{os.getpid()}"
+
+# Event-loop turns a stream left open at a scope end waits for a close already under way: asyncio's
+# finaliser of a freed async generator creates the closing task (one turn), which runs the next turn.
+_SCOPE_END_TURNS = 3
 _RESPONSES_FINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -36,32 +49,8 @@ _CANCELLED = Outcome.CANCELLED
 _CLOSED_EARLY = Outcome.CLOSED_EARLY
 _ERROR = Outcome.ERROR
 
-
-def _hidden_params(obj: Any) -> dict[str, Any] | None:
-    try:
-        # pydantic keeps private attributes in __pydantic_private__; reading it there skips __getattr__.
-        private = getattr(obj, "__pydantic_private__", None)
-        hidden = private.get("_hidden_params") if isinstance(private, dict) else obj._hidden_params
-    except Exception:
-        return None
-    return hidden if isinstance(hidden, dict) else None
-
-
-def _extra_field(obj: Any, name: str) -> Any:
-    """Read a pydantic model's field cheaply: extras first (usage lives there), then normal lookup."""
-    try:
-        extra = obj.__pydantic_extra__
-    except AttributeError:
-        extra = None
-    if extra and name in extra:
-        return extra[name]
-    if hasattr(type(obj), "__pydantic_fields__"):
-        # A missing attribute makes pydantic raise and catch internally (microseconds); __dict__ does not.
-        return obj.__dict__.get(name)
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
+_time = time.time
+_perf_counter = time.perf_counter
 
 
 def _lacks_details(usage: Any) -> bool:
@@ -71,19 +60,6 @@ def _lacks_details(usage: Any) -> bool:
         if value is not None:
             return False
     return True
-
-
-def _fallback_scope() -> Scope | None:
-    """Build a detached scope from the host's fallback callable, for a call made outside any scope."""
-    fallback = RUNTIME.scope_fallback
-    if fallback is None:
-        return None
-    try:
-        attributes = fallback()
-    except Exception as exc:
-        report_error("scope fallback", exc)
-        return None
-    return Scope(dict(attributes)) if attributes else None
 
 
 class Call:
@@ -118,17 +94,29 @@ class Call:
         "draining",
     )
 
-    def __init__(self, api: Api, model: Any, messages: Any, request_input: Any, stream: bool) -> None:
+    def __init__(
+        self, api: Api, args: tuple[Any, ...], kwargs: dict[str, Any], started_at: float, scope: Scope | None
+    ) -> None:
+        """Take the request facts from the entry point's arguments; ``scope`` comes from ``call_scope()``.
+
+        The wrappers make a Call for streams, errors and unusual results only. A non-stream result is
+        recorded by ``shim.response_record`` without one.
+        """
         self.api = api
-        self.stream = stream
-        self.model = model if isinstance(model, str) else None
-        self.messages = messages
-        self.request_input = request_input
-        self.started_at = time.time()
-        self.started_perf = time.perf_counter()
+        if api is _CHAT:
+            self.messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
+            self.request_input = None
+        else:
+            self.request_input = kwargs.get("input", args[0] if args else None)
+            self.messages = None
+        self.model = request_model(api, args, kwargs)
+        self.stream = stream = bool(kwargs.get("stream"))
+        self.started_at = started_at
+        # Only a stream's first-chunk time needs the monotonic clock; attach_stream fills it in otherwise.
+        self.started_perf = _perf_counter() if stream else 0.0
+        self.scope = scope
         self.first_chunk_s: float | None = None
         self.chunk_count = 0
-        self.scope = RUNTIME.scope_var.get() or _fallback_scope()
         self.call_id: str | None = None
         self.provider: str | None = None
         self.response_model: str | None = None
@@ -142,11 +130,20 @@ class Call:
         self.stream_object: Any = None
         self.draining = False
 
+    def restart(self) -> None:
+        """Take the start time and scope again, for a call whose request starts later than its creation."""
+        self.started_at = _time()
+        self.started_perf = _perf_counter()
+        self.scope = call_scope()
+
     # ----- start of a stream ------------------------------------------------------------------------
 
     def attach_stream(self, stream: Any) -> None:
         """Read the stream's identifying facts and register with the scope for finalisation at its end."""
-        self.stream = True
+        if not self.stream:
+            # The request did not say stream=True by keyword, so the start has no perf_counter time yet.
+            self.stream = True
+            self.started_perf = _perf_counter() - (_time() - self.started_at)
         try:
             logging_obj = getattr(stream, "logging_obj", None)
             call_id = getattr(logging_obj, "litellm_call_id", None)
@@ -208,31 +205,21 @@ class Call:
 
     def finish_response(self, response: Any) -> None:
         """Record a non-stream result (chat ``ModelResponse`` or ``ResponsesAPIResponse``); never raises."""
-        if not self._claim():
+        if not self.stream:
+            # The wrapper finishes a non-stream call once, on the caller's thread: _claim's lock is not needed.
+            if self.done:
+                return
+            self.done = True
+        elif not self._claim():
             return
+        if not RUNTIME.listener_tuple:
+            return  # no listener would receive the record
         try:
-            self._record_response(response)
+            record = build_response_record(self.api, self.model, self.started_at, self.scope, response)
         except Exception as exc:
             report_error("record response", exc)
-
-    def _record_response(self, response: Any) -> None:
-        hidden = _hidden_params(response)
-        counts = read_usage(_extra_field(response, "usage"))
-        model = _extra_field(response, "model")
-        call_id = hidden.get("litellm_call_id") if hidden else None
-        if not isinstance(call_id, str):
-            call_id = _extra_field(response, "id")
-        self.call_id = call_id if isinstance(call_id, str) else None
-        provider = hidden.get("custom_llm_provider") if hidden else None
-        self.provider = provider if isinstance(provider, str) else None
-        self.response_model = model if isinstance(model, str) else None
-
-        if counts.reported:
-            source, reason = _PROVIDER, None
-        else:
-            counts, source, reason = TokenCounts(flags=counts.flags), _UNAVAILABLE, "provider sent no usage"
-        cost = hidden_cost(hidden) if counts.reported else None
-        self._emit(counts, source, reason, _COMPLETE, None, cost)
+            return
+        emit(record)
 
     def finish_error(self, exc: BaseException, during_stream: bool) -> bool:
         """Record a call that raised, before or during its stream."""
@@ -251,7 +238,8 @@ class Call:
     def finish_abandoned(self, reason: str = "abandoned", drain: bool = False) -> bool:
         """Record a stream the caller stopped reading without closing it.
 
-        ``drain`` marks the garbage-collector path, where no one can read the stream any more. With it
+        ``drain`` marks the paths where no one reads the stream any more: the garbage collector, or a
+        scope end whose host declared so (``exit_scope(..., finalize_open_streams=True)``). With it
         and the ``drain_abandoned`` setting, an async stream on a thread with a running event loop is
         first read to its end in a background task, for at most ``DRAIN_TIMEOUT_S``. Usage sent in the stream's
         last chunks is then still the provider's. The chunks read there reach no one.
@@ -265,27 +253,86 @@ class Call:
                 loop = None
             if loop is not None:
                 self.draining = True
-                self.start_drain(reason)
+                if self.finalizer is not None:  # the proxy may be collected while the read runs
+                    self.finalizer.detach()
+                    self.finalizer = None
+                self.start_drain(reason, close=True)
                 return True
         return self.finish_stream(_ABANDONED, reason)
 
-    def start_drain(self, reason: str) -> None:
-        """Start the background read of an abandoned stream on the running loop (``draining`` is set).
+    def finish_at_scope_end(self) -> bool:
+        """Record a stream still open when its scope ends with ``finalize_open_streams``; True if handled.
 
-        While ``draining`` is set, other finishing paths (a scope end) leave the call alone.
+        A kept async stream (``drain_abandoned``) on a thread with a running loop gets a few more turns
+        of the loop first (``_SCOPE_END_TURNS``): A0 2.x leaves its transport generator when the tool
+        call is complete, and asyncio closes the freed generator from a task it creates one turn later
+        and runs the turn after; the generator's ``finally`` closes the stream. That close starts the
+        background read (``drain_on_close``); a stream still open after those turns is recorded as
+        abandoned, as any other open stream is at once.
+        """
+        if self.done or self.draining:
+            return False
+        if self.stream_object is not None:
+            try:
+                asyncio.get_running_loop().call_soon(self._finish_if_still_open, "scope ended", _SCOPE_END_TURNS)
+                return True
+            except RuntimeError:
+                pass
+        return self.finish_stream(_ABANDONED, "scope ended")
+
+    def _finish_if_still_open(self, reason: str, turns: int) -> None:
+        try:
+            if self.done or self.draining:
+                return
+            if turns > 1:
+                asyncio.get_running_loop().call_soon(self._finish_if_still_open, reason, turns - 1)
+                return
+            self.finish_stream(_ABANDONED, reason)
+        except Exception as exc:
+            report_error("finalise stream at scope end", exc)
+            self.finish_stream(_ABANDONED, reason)
+
+    def drain_on_close(self) -> bool:
+        """Hand a stream the caller closes early to a background read; return True when it started.
+
+        Only a stream kept for ``drain_abandoned`` (``stream_object``), on a thread with a running event
+        loop, qualifies. The background task reads the remaining chunks for usage (at most
+        ``DRAIN_TIMEOUT_S``), then closes the stream and records the call as closed early. The caller's
+        ``aclose()`` returns at once; the chunks read there reach no one.
+        """
+        if self.done or self.draining or self.stream_object is None:
+            return False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self.draining = True
+        if self.finalizer is not None:  # the proxy may be collected while the read runs
+            self.finalizer.detach()
+            self.finalizer = None
+        self.start_drain("closed early", _CLOSED_EARLY, close=True)
+        return True
+
+    def start_drain(self, reason: str, outcome: Outcome = _ABANDONED, close: bool = False) -> None:
+        """Start the background read of a stream on the running loop (``draining`` is set).
+
+        While ``draining`` is set, other finishing paths (a scope end) leave the call alone. With
+        ``close`` the stream is closed after the read.
         """
         try:
-            task = asyncio.get_running_loop().create_task(self._drain(reason))
+            task = asyncio.get_running_loop().create_task(self._drain(reason, outcome, close))
         except Exception as exc:
             report_error("start background read", exc)
             self.draining = False
-            self.finish_stream(_ABANDONED, reason)
+            self.finish_stream(outcome, reason)
             return
         _drain_tasks.add(task)
         task.add_done_callback(_drain_tasks.discard)
 
-    async def _drain(self, reason: str) -> None:
+    async def _drain(self, reason: str, outcome: Outcome = _ABANDONED, close: bool = False) -> None:
         stream, self.stream_object = self.stream_object, None
+        if stream is None:
+            return  # another background read took the stream; it produces the record
         read = 0
         try:
             async with asyncio.timeout(DRAIN_TIMEOUT_S):
@@ -299,9 +346,11 @@ class Call:
             if not isinstance(exc, Exception | asyncio.CancelledError):
                 raise
         finally:
+            if close:
+                await _close_quietly(stream)
             self.draining = False
             suffix = f"; {read} unread chunks read in the background" if read else ""
-            self.finish_stream(_ABANDONED, reason + suffix)
+            self.finish_stream(outcome, reason + suffix)
 
     def _observe_drained(self, chunk: Any) -> None:
         """Keep what the record needs from a chunk read after abandonment, without counting it."""
@@ -317,7 +366,10 @@ class Call:
         try:
             if not self._claim():
                 return False
-            self._record_stream_or_error(outcome, reason, error_type, during_stream)
+            if RUNTIME.listener_tuple:
+                self._record_stream_or_error(outcome, reason, error_type, during_stream)
+            else:
+                self._drop_request_data()  # no listener would receive the record: skip the estimate
         except Exception as exc:
             report_error("record stream", exc)
         return True
@@ -329,8 +381,9 @@ class Call:
         flags = counts.flags
         missing_reason = "provider sent no usage" if outcome is _COMPLETE else reason
         if counts.reported:
-            # An abandoned stream keeps its reason even with provider numbers: they may be partial.
-            source, source_reason = _PROVIDER, (reason if outcome is _ABANDONED else None)
+            # A stream that did not complete keeps its reason even with provider numbers: they may be
+            # partial, or come from chunks read in the background.
+            source, source_reason = _PROVIDER, (reason if outcome is not _COMPLETE else None)
         else:
             estimate = self._estimate() if during_stream else None
             if estimate is None:
@@ -359,7 +412,12 @@ class Call:
             return counts
         flags: tuple[str, ...] = ()
         for chunk in reversed(self.chunks or ()):
-            usage = _extra_field(chunk, "usage")
+            # extra_field() written out for pydantic chunks: a stream without usage is read to its start.
+            if pydantic_types.get(type(chunk)):
+                extra = chunk.__pydantic_extra__
+                usage = extra["usage"] if extra and "usage" in extra else chunk.__dict__.get("usage")
+            else:
+                usage = extra_field(chunk, "usage")
             if usage is None:
                 continue
             counts = read_usage(usage)
@@ -386,35 +444,41 @@ class Call:
         cost: float | None,
     ) -> None:
         if self.stream and self.response_model is None and self.chunks:
-            model = _extra_field(self.chunks[-1], "model")
+            model = extra_field(self.chunks[-1], "model")
             self.response_model = model if isinstance(model, str) else None
+        scope = self.scope
+        # Positional arguments in UsageRecord's field order.
         record = UsageRecord(
-            call_id=self.call_id or f"{_PROCESS_TAG}-{next(_call_numbers)}",
-            api=self.api,
-            stream=self.stream,
-            requested_model=self.model,
-            response_model=self.response_model,
-            provider=self.provider,
-            started_at=self.started_at,
-            ended_at=time.time(),
-            first_chunk_s=self.first_chunk_s,
-            chunk_count=self.chunk_count,
-            prompt_tokens=counts.prompt,
-            completion_tokens=counts.completion,
-            total_tokens=counts.total,
-            cached_tokens=counts.cached,
-            reasoning_tokens=counts.reasoning,
-            cost=cost,
-            source=source,
-            source_reason=reason,
-            outcome=outcome,
-            error_type=error_type,
-            scope=self.scope.attributes if self.scope is not None else {},
-            flags=counts.flags,
+            self.call_id or new_call_id(),
+            self.api,
+            self.stream,
+            self.model,
+            self.response_model,
+            self.provider,
+            self.started_at,
+            _time(),
+            self.first_chunk_s,
+            self.chunk_count,
+            counts.prompt,
+            counts.completion,
+            counts.total,
+            counts.cached,
+            counts.reasoning,
+            cost,
+            source,
+            reason,
+            outcome,
+            error_type,
+            scope.attributes if scope is not None else NO_SCOPE,
+            counts.flags,
         )
-        # Drop references to request data and chunks as soon as the record exists.
+        self._drop_request_data()
+        emit(record)
+
+    def _drop_request_data(self) -> None:
+        """Drop references to request data and chunks once they are no longer needed."""
         self.messages = None
         self.request_input = None
         self.chunks = None
+        self.own_chunks = None
         self.text_parts = None
-        emit(record)

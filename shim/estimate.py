@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import report_error
-from .usage import TokenCounts
+from .usage import TokenCounts, pydantic_fields, pydantic_types
 
 
 def estimate_chat_stream(chunks: list[Any] | None, messages: Any, model: str | None) -> TokenCounts | None:
@@ -29,33 +29,69 @@ def estimate_chat_stream(chunks: list[Any] | None, messages: Any, model: str | N
     return TokenCounts(prompt=prompt, completion=completion, total=prompt + completion)
 
 
+_NO_EXTRA: dict[str, Any] = {}
+_MISSING = object()
+
+
 def _value(obj: Any, name: str) -> Any:
     """Read a field of a pydantic object from its __dict__ or extras, else by getattr."""
-    if hasattr(type(obj), "__pydantic_fields__"):
+    if pydantic_types.get(type(obj)) or pydantic_fields(obj) is not None:
         value = obj.__dict__.get(name)
-        if value is None and obj.__pydantic_extra__:
-            value = obj.__pydantic_extra__.get(name)
+        if value is None:
+            extra = obj.__pydantic_extra__
+            if extra:
+                value = extra.get(name)
         return value
     return getattr(obj, name, None)
 
 
 def streamed_text(chunks: Any) -> str:
-    """Concatenate the generated text of chat chunks: content, reasoning and tool-call arguments."""
+    """Concatenate the generated text of chat chunks: content, reasoning and tool-call arguments.
+
+    A stream can have thousands of chunks, read long after they arrived, so this touches as few
+    objects per chunk as it can. Pydantic fields are read from the extras first, where litellm
+    1.110.2 keeps a choice's ``delta`` and a delta's ``content``, and only then from ``__dict__``
+    (a declared field is never among the extras, so the order does not change the result).
+    """
     parts: list[str] = []
+    append = parts.append
     for chunk in chunks:
-        for choice in _value(chunk, "choices") or ():
-            delta = _value(choice, "delta")
+        choices = chunk.__dict__.get("choices") if pydantic_types.get(type(chunk)) else _value(chunk, "choices")
+        for choice in choices or ():
+            if pydantic_types.get(type(choice)):
+                delta = (choice.__pydantic_extra__ or _NO_EXTRA).get("delta", _MISSING)
+                if delta is _MISSING:
+                    delta = choice.__dict__.get("delta")
+            else:
+                delta = _value(choice, "delta")
             if delta is None:
                 continue
-            for name in ("reasoning_content", "content"):
-                value = _value(delta, name)
-                if isinstance(value, str):
-                    parts.append(value)
-            for tool_call in _value(delta, "tool_calls") or ():
+            if pydantic_types.get(type(delta)) or pydantic_fields(delta) is not None:
+                extra = delta.__pydantic_extra__ or _NO_EXTRA
+                reasoning = extra.get("reasoning_content", _MISSING)
+                content = extra.get("content", _MISSING)
+                tool_calls = extra.get("tool_calls", _MISSING)
+                if reasoning is _MISSING or content is _MISSING or tool_calls is _MISSING:
+                    fields = delta.__dict__
+                    if reasoning is _MISSING:
+                        reasoning = fields.get("reasoning_content")
+                    if content is _MISSING:
+                        content = fields.get("content")
+                    if tool_calls is _MISSING:
+                        tool_calls = fields.get("tool_calls")
+            else:
+                reasoning = getattr(delta, "reasoning_content", None)
+                content = getattr(delta, "content", None)
+                tool_calls = getattr(delta, "tool_calls", None)
+            if isinstance(reasoning, str):
+                append(reasoning)
+            if isinstance(content, str):
+                append(content)
+            for tool_call in tool_calls or ():
                 function = getattr(tool_call, "function", None)
                 arguments = getattr(function, "arguments", None)
                 if isinstance(arguments, str):
-                    parts.append(arguments)
+                    append(arguments)
     return "".join(parts)
 
 

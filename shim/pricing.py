@@ -38,6 +38,8 @@ def hidden_cost(hidden: Any) -> float | None:
     if not isinstance(hidden, dict):
         return None
     value = hidden.get("response_cost")
+    if type(value) is float and value >= 0:
+        return value
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return float(value)
     return None

@@ -24,7 +24,7 @@ def _create() -> types.ModuleType:
     state.depth_var = contextvars.ContextVar("token_meter_depth", default=None)
     state.lock = threading.RLock()
     state.listeners = {}  # key -> callable(record)
-    state.listener_tuple = ()  # snapshot of listeners.values(), rebuilt on change
+    state.listener_tuple = ()  # the callables emit() calls, rebuilt from listeners on every change
     state.installation = None  # dict describing the active install, or None
     state.settings = {"request_stream_usage": False, "estimate": True, "drain_abandoned": False}
     state.scope_fallback = None  # callable returning attributes for calls made outside any scope

@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import report_error
+from .records import NO_SCOPE, ScopeAttributes
 from .runtime import RUNTIME
 
 
 class Scope:
-    """One entered scope: its merged attributes and the stream calls still open inside it."""
+    """One entered scope: its merged attributes (read-only) and the stream calls still open inside it."""
 
     __slots__ = ("attributes", "open_calls")
 
-    def __init__(self, attributes: dict[str, Any]) -> None:
-        self.attributes = attributes
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes = ScopeAttributes(attributes)
         self.open_calls: set[Any] = set()
 
 
@@ -37,9 +38,9 @@ class ScopeToken:
 
 
 def current_scope() -> Mapping[str, Any]:
-    """Return the attributes of the innermost scope, or an empty mapping outside any scope."""
+    """Return the read-only attributes of the innermost scope, or an empty mapping outside any scope."""
     scope = RUNTIME.scope_var.get()
-    return scope.attributes if scope is not None else {}
+    return scope.attributes if scope is not None else NO_SCOPE
 
 
 def enter_scope(**attributes: Any) -> ScopeToken:
@@ -49,7 +50,7 @@ def enter_scope(**attributes: Any) -> ScopeToken:
     one ``exit_scope`` in the same Task or thread.
     """
     previous = RUNTIME.scope_var.get()
-    merged = {**previous.attributes, **attributes} if previous is not None else dict(attributes)
+    merged = {**previous.attributes, **attributes} if previous is not None else attributes
     scope = Scope(merged)
     return ScopeToken(scope, previous, RUNTIME.scope_var.set(scope))
 
@@ -59,8 +60,10 @@ def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = False) -> int
 
     With ``finalize_open_streams`` the host declares that streams opened inside the scope and still open
     will not be read any further, so their records are produced now instead of when the garbage
-    collector frees them. Reading such a stream later still works
-    and yields every chunk, but produces no second record.
+    collector frees them. Reading such a stream later still works and yields every chunk, but produces
+    no second record. With the ``drain_abandoned`` setting, an async stream among them is recorded one
+    turn of the event loop later, so that a close the host already scheduled can still start the
+    background read of its usage (``Call.finish_at_scope_end``).
     """
     try:
         RUNTIME.scope_var.reset(token.var_token)
@@ -75,11 +78,35 @@ def exit_scope(token: ScopeToken, *, finalize_open_streams: bool = False) -> int
     finalised = 0
     for call in list(token.scope.open_calls):
         try:
-            if call.finish_abandoned(reason="scope ended"):
+            if call.finish_at_scope_end():
                 finalised += 1
         except Exception as exc:
             report_error("exit_scope finalise", exc)
     return finalised
+
+
+def _fallback_scope() -> Scope | None:
+    """Build a detached scope from the host's fallback callable, for a call made outside any scope."""
+    fallback = RUNTIME.scope_fallback
+    if fallback is None:
+        return None
+    try:
+        attributes = fallback()
+    except Exception as exc:
+        report_error("scope fallback", exc)
+        return None
+    return Scope(attributes) if attributes else None
+
+
+_scope_get = RUNTIME.scope_var.get  # RUNTIME keeps one ContextVar for the life of the process
+
+
+def call_scope() -> Scope | None:
+    """Return the scope of a call that starts now: the innermost scope, else one from the host's fallback."""
+    scope = _scope_get()
+    if scope is None and RUNTIME.scope_fallback is not None:
+        return _fallback_scope()
+    return scope
 
 
 def set_scope_fallback(provider: Callable[[], Mapping[str, Any] | None] | None) -> None:
@@ -93,7 +120,7 @@ def set_scope_fallback(provider: Callable[[], Mapping[str, Any] | None] | None) 
 
 @contextlib.contextmanager
 def scope(**attributes: Any) -> Iterator[Mapping[str, Any]]:
-    """Context manager form of ``enter_scope``/``exit_scope``; yields the merged attributes.
+    """Context manager form of ``enter_scope``/``exit_scope``; yields the merged, read-only attributes.
 
     Works in sync and async code (the ContextVar follows the Task). Streams opened inside may still be
     read after the block; each produces its record when it ends or is garbage collected.

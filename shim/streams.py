@@ -9,6 +9,7 @@ the same TypeError the bare stream raises instead of forwarding.
 from __future__ import annotations
 
 import asyncio
+import copy
 import queue
 import threading
 import weakref
@@ -47,6 +48,8 @@ def _finish_abandoned(call: Call) -> None:
     running event loop, which starts the background read there.
     """
     try:
+        if call.draining:
+            return  # a background read started by aclose() owns the call
         if call.stream_object is not None:
             try:
                 loop = asyncio.get_running_loop()
@@ -83,24 +86,69 @@ def _run_worker() -> None:
         _finish(_deferred.get(), "finish_abandoned", _GC_REASON, False)
 
 
+_states: dict[int, tuple[Any, ...]] = {}
+"""Per-proxy state for the per-chunk methods, keyed by ``id(proxy)``.
+
+Each value is ``(wrapped __anext__ or None, wrapped __next__ or None, call, chunk observer or None,
+weak reference to the proxy)``. Reading an attribute of a Python subclass of ``wrapt.ObjectProxy``
+goes through ``__getattr__`` hook machinery (about 0.1 µs per read on Python 3.11), while ``id`` and a
+dict lookup cost a fifth of that. The weak reference's callback removes the entry while the proxy is
+being freed, before its address, and so its id, can be reused.
+"""
+
+
+def _forget_state(key: int) -> Any:
+    return lambda reference: _states.pop(key, None)
+
+
 class _StreamProxy(wrapt.ObjectProxy):
-    """Base of all stream proxies; state lives in ``_self_*`` attributes only."""
+    """Base of all stream proxies; state lives in ``_self_*`` attributes and in ``_states``."""
 
     __token_meter_stream_proxy__ = True
 
     def __init__(self, wrapped: Any, call: Call) -> None:
         super().__init__(wrapped)
         self._self_call = call
+        self._self_origin = None  # the proxy this one was copied from (copy.copy), kept alive by the copy
         # Chat streams with litellm's chunk list need only counting, done inline in the iteration methods.
         if call.api is Api.RESPONSES:
-            self._self_observe = call.observe_responses
+            observe = call.observe_responses
         elif call.own_chunks is not None:
-            self._self_observe = call.own_chunks.append
+            observe = call.own_chunks.append
         else:
-            self._self_observe = None
+            observe = None
+        key = id(self)
+        _states[key] = (
+            getattr(wrapped, "__anext__", None),
+            getattr(wrapped, "__next__", None),
+            call,
+            observe,
+            weakref.ref(self, _forget_state(key)),
+        )
 
     def __reduce_ex__(self, protocol: int) -> Any:  # pragma: no cover - streams are not picklable anyway
         return self.__wrapped__.__reduce_ex__(protocol)
+
+    def __copy__(self) -> Any:
+        """Return a proxy of ``copy.copy(stream)`` that reports to the same call.
+
+        A shallow copy of a litellm stream shares its connection and its ``chunks`` list (litellm
+        1.79.3 to 1.110.2), so it is the same model call: chunks read through either object count for
+        one record. The copy keeps the original proxy alive, so the original's garbage-collection
+        finalisation cannot record the call as abandoned while the copy can still be read.
+        """
+        duplicate = type(self)(copy.copy(self.__wrapped__), self._self_call)
+        duplicate._self_origin = self._self_origin or self
+        return duplicate
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        """Return ``copy.deepcopy(stream)`` itself, or raise what deep-copying the bare stream raises.
+
+        litellm streams hold a coroutine or a lock and raise TypeError here, like the bare stream. A
+        stream type that can be deep-copied gives an independent stream that is not part of this call,
+        so it is returned without a proxy.
+        """
+        return copy.deepcopy(self.__wrapped__, memo)
 
     def _self_end(self, exc: BaseException | None) -> None:
         """Finalise after the caller left a ``with`` block or closed the stream."""
@@ -110,25 +158,27 @@ class _StreamProxy(wrapt.ObjectProxy):
             _finish(self._self_call, "finish_stream", Outcome.CLOSED_EARLY, "closed early")
 
 
+_COMPLETE = Outcome.COMPLETE
+
+
 class _AsyncIteration:
     def __aiter__(self) -> Any:
         return self
 
     async def __anext__(self) -> Any:
+        anext, _, call, observe, _ = _states[id(self)]
         try:
-            chunk = await self.__wrapped__.__anext__()
+            chunk = await anext()
         except StopAsyncIteration:
-            _finish(self._self_call, "finish_stream", Outcome.COMPLETE, "complete")
+            _finish(call, "finish_stream", _COMPLETE, "complete")
             raise
         except BaseException as exc:
-            _finish(self._self_call, "finish_error", exc, True)
+            _finish(call, "finish_error", exc, True)
             raise
-        call = self._self_call
         count = call.chunk_count
         if not count:
             call.first_chunk_s = perf_counter() - call.started_perf
         call.chunk_count = count + 1
-        observe = self._self_observe
         if observe is not None:
             try:
                 observe(chunk)
@@ -181,21 +231,20 @@ class _SyncIteration:
         return self
 
     def __next__(self) -> Any:
+        _, step, call, observe, _ = _states[id(self)]
         try:
-            chunk = next(self.__wrapped__)
+            chunk = step()
         except StopIteration:
-            _finish(self._self_call, "finish_stream", Outcome.COMPLETE, "complete")
+            _finish(call, "finish_stream", _COMPLETE, "complete")
             raise
         except BaseException as exc:
-            _finish(self._self_call, "finish_error", exc, True)
+            _finish(call, "finish_error", exc, True)
             raise
         # The same steps as _AsyncIteration.__anext__, inlined: a shared helper adds a call per chunk.
-        call = self._self_call
         count = call.chunk_count
         if not count:
             call.first_chunk_s = perf_counter() - call.started_perf
         call.chunk_count = count + 1
-        observe = self._self_observe
         if observe is not None:
             try:
                 observe(chunk)
@@ -221,6 +270,21 @@ class _SyncIterationHidingUsage(_SyncIteration):
 
 class _AsyncClose:
     async def aclose(self) -> Any:
+        """Close the stream; with ``drain_abandoned``, read its rest for usage in the background first.
+
+        A0 2.x closes the chat stream as soon as the agent's tool call is complete, before the
+        chunk that carries the usage. The background read returns ``None`` at once, as the stream's
+        own ``aclose()`` does, and closes the stream when it ends.
+        """
+        call = self._self_call
+        if call.draining:
+            return None  # a background read owns the stream and closes it when it ends
+        if call.stream_object is not None:
+            try:
+                if call.drain_on_close():
+                    return None
+            except Exception as exc:
+                report_error("start background read", exc)
         try:
             return await self.__wrapped__.aclose()
         finally:
@@ -320,18 +384,24 @@ def proxy_class_for(stream_type: type, hide_usage_chunks: bool = False) -> type:
     return cls
 
 
-_result_kinds: dict[type, tuple[bool, bool]] = {}  # type -> (is a proxy, is a stream)
+PLAIN_RESULT = (False, False)
+"""The ``result_kind`` of a result that is neither a stream nor a proxy (one shared tuple, compared with ``is``)."""
+
+result_kinds: dict[type, tuple[bool, bool]] = {}  # type -> (is a proxy, is a stream), filled by result_kind
 
 
 def result_kind(result_type: type) -> tuple[bool, bool]:
     """Return (is a stream proxy of the shim, is a stream) for a result type, cached per type."""
-    kind = _result_kinds.get(result_type)
+    kind = result_kinds.get(result_type)
     if kind is None:
         # hasattr on pydantic model classes goes through their metaclass and costs microseconds.
-        kind = _result_kinds[result_type] = (
+        kind = (
             getattr(result_type, PROXY_MARKER, False) is True,
             hasattr(result_type, "__anext__") or hasattr(result_type, "__next__"),
         )
+        if kind == PLAIN_RESULT:
+            kind = PLAIN_RESULT
+        result_kinds[result_type] = kind
     return kind
 
 

@@ -85,42 +85,90 @@ def _first(obj: Any, names: tuple[str, ...]) -> tuple[str, Any]:
     return names[0], None
 
 
+pydantic_types: dict[type, bool] = {}
+"""Cache of ``pydantic_fields``: type -> whether it is a pydantic model."""
+
+
+def pydantic_fields(obj: Any) -> dict[str, Any] | None:
+    """Return the ``__dict__`` that holds a pydantic model's declared fields, or None for other objects.
+
+    Reading a field there skips pydantic's ``__getattr__``, which raises and catches internally (about
+    2 µs) for a missing name.
+    """
+    cls = type(obj)
+    is_pydantic = pydantic_types.get(cls)
+    if is_pydantic is None:
+        # hasattr on a pydantic model class goes through its metaclass: look it up once per type.
+        is_pydantic = pydantic_types[cls] = hasattr(cls, "__pydantic_fields__")
+    return obj.__dict__ if is_pydantic else None
+
+
 def _plain_fields(obj: Any) -> dict[str, Any] | None:
+    """Return the dict holding ``obj``'s fields (a dict itself, or a pydantic model's __dict__), else None."""
     if isinstance(obj, dict):
         return obj
-    if hasattr(type(obj), "__pydantic_fields__"):
-        return obj.__dict__
-    return None
+    return pydantic_fields(obj)
 
 
-def _read_well_formed(usage: Any) -> TokenCounts | None:
-    """Return the counts of a chat-style usage whose counts are all non-negative ints, else None.
+Numbers = tuple[int | None, int | None, int | None, int | None, int | None, tuple[str, ...]]
+"""Prompt, completion, total, cached and reasoning tokens, then the flags: ``TokenCounts`` as a tuple."""
+
+
+def _detail_count(details: Any, name: str) -> int | None | bool:
+    """Return one count of a token-details object, or False when it is malformed (``read_usage`` then flags it)."""
+    detail_fields = _plain_fields(details)
+    if detail_fields is None:
+        return False
+    value = detail_fields.get(name)
+    if value is not None and (type(value) is not int or value < 0):
+        return False
+    return value
+
+
+def _read_well_formed(usage: Any) -> Numbers | None:
+    """Return the numbers of a chat-style usage whose counts are all non-negative ints, else None.
 
     The common case on every call, without the per-field checks of ``read_usage``.
     """
-    fields = _plain_fields(usage)
-    if fields is None:
-        return None
+    if type(usage) is dict:
+        fields = usage
+    elif pydantic_types.get(type(usage)):
+        fields = usage.__dict__  # pydantic_fields() written out: this runs on every call
+    else:
+        fields = pydantic_fields(usage)
+        if fields is None:
+            return None
     prompt, completion, total = fields.get("prompt_tokens"), fields.get("completion_tokens"), fields.get("total_tokens")
     if type(prompt) is not int or type(completion) is not int or type(total) is not int:
         return None
     if prompt < 0 or completion < 0 or total < 0 or (total and not prompt and not completion):
         return None
-    details = []
-    for container, name in (
-        ("prompt_tokens_details", "cached_tokens"),
-        ("completion_tokens_details", "reasoning_tokens"),
-    ):
-        detail_fields = fields.get(container)
-        if detail_fields is None:
-            details.append(None)
-            continue
-        detail_fields = _plain_fields(detail_fields)
-        value = detail_fields.get(name) if detail_fields is not None else False
-        if value is not None and (type(value) is not int or value < 0):
+    cached = reasoning = None
+    details = fields.get("prompt_tokens_details")
+    if details is not None:
+        cached = _detail_count(details, "cached_tokens")
+        if cached is False:
             return None
-        details.append(value)
-    return TokenCounts(prompt, completion, total, details[0], details[1])
+    details = fields.get("completion_tokens_details")
+    if details is not None:
+        reasoning = _detail_count(details, "reasoning_tokens")
+        if reasoning is False:
+            return None
+    return (prompt, completion, total, cached, reasoning, ())
+
+
+_NO_NUMBERS: Numbers = (None, None, None, None, None, ())
+
+
+def read_numbers(usage: Any) -> Numbers:
+    """Return ``read_usage(usage)`` as a tuple; the shim's per-call path, which skips building TokenCounts."""
+    if usage is None:
+        return _NO_NUMBERS
+    numbers = _read_well_formed(usage)
+    if numbers is not None:
+        return numbers
+    counts = _read_checked(usage)
+    return (counts.prompt, counts.completion, counts.total, counts.cached, counts.reasoning, counts.flags)
 
 
 def read_usage(usage: Any) -> TokenCounts:
@@ -129,13 +177,17 @@ def read_usage(usage: Any) -> TokenCounts:
     A string of digits is accepted and flagged; negative, non-numeric and boolean values become None and
     are flagged. A missing total is computed from prompt and completion when both are known.
     """
-    flags: list[str] = []
     if usage is None:
         return TokenCounts()
-    well_formed = _read_well_formed(usage)
-    if well_formed is not None:
-        return well_formed
+    numbers = _read_well_formed(usage)
+    if numbers is not None:
+        return TokenCounts(*numbers)
+    return _read_checked(usage)
 
+
+def _read_checked(usage: Any) -> TokenCounts:
+    """Read ``usage`` field by field, flagging every malformed value."""
+    flags: list[str] = []
     prompt_name, prompt_value = _first(usage, _PROMPT_NAMES)
     completion_name, completion_value = _first(usage, _COMPLETION_NAMES)
     prompt = _count(prompt_value, prompt_name, flags)

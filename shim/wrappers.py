@@ -3,12 +3,23 @@
 Every wrapper returns exactly what the original returned (a stream becomes a transparent proxy of it)
 and re-raises the original's exceptions unchanged. Failures of the shim's own bookkeeping are reported
 through ``report_error`` and never reach the caller.
+
+A call starts when litellm's code starts to run: at the call of a sync entry point, and at the first
+``await`` of the coroutine that an async entry point returns. The start time, the scope and the
+re-entry check are taken then, so a coroutine created early and awaited later in another scope records
+the scope and time of its await.
+
+A call that did not pass ``stream=True`` runs without a ``Call`` object: its start facts stay in local
+variables and its record is built straight from the response (``shim.response_record``). A ``Call`` is
+made only for streams, errors and other unusual results. This path runs on every call, so the steps of
+small helpers such as ``_owner`` are written out in it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -16,17 +27,26 @@ from typing import Any
 from .calls import Call
 from .errors import report_error
 from .records import Api
+from .response_record import record_response
 from .runtime import RUNTIME
+from .scope import Scope, call_scope
 from .stream_usage import call_with_usage_request, call_with_usage_request_async
+from .streams import PLAIN_RESULT as _PLAIN
 from .streams import result_kind, wrap_stream
+from .streams import result_kinds as _result_kinds
 
 WRAPPER_MARKER = "__token_meter_wrapper__"
 
 
-_CHAT = Api.CHAT_COMPLETIONS
 _get_running_loop = asyncio.events._get_running_loop  # returns None instead of raising outside a loop
 _current_task = asyncio.current_task
 _thread_id = threading.get_ident
+_time = time.time
+# RUNTIME keeps one ContextVar for the life of the process, so its bound methods can be kept here.
+_depth_get = RUNTIME.depth_var.get
+_depth_set = RUNTIME.depth_var.set
+_depth_reset = RUNTIME.depth_var.reset
+_settings = RUNTIME.settings  # changed in place by configure(), never replaced
 
 
 def _owner() -> Any:
@@ -44,30 +64,30 @@ def _owner() -> Any:
     return _thread_id()
 
 
-def _inside_call() -> bool:
-    guard = RUNTIME.depth_var.get()
-    return guard is not None and guard != 0 and guard == _owner()
-
-
-def _begin(api: Api, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
-    """Capture the request facts the record needs; None when that fails (the call then runs unrecorded)."""
+def _new_call(
+    api: Api, args: tuple[Any, ...], kwargs: dict[str, Any], started_at: float, scope: Scope | None
+) -> Call | None:
+    """Return a ``Call`` with the given start facts, or None when that fails (the call is then not recorded)."""
     try:
-        if api is _CHAT:
-            model = kwargs.get("model", args[0] if args else None)
-            messages = kwargs.get("messages", args[1] if len(args) > 1 else None)
-            request_input = None
-        else:
-            request_input = kwargs.get("input", args[0] if args else None)
-            model = kwargs.get("model", args[1] if len(args) > 1 else None)
-            messages = None
-        return Call(api, model, messages, request_input, bool(kwargs.get("stream")))
+        return Call(api, args, kwargs, started_at, scope)
     except Exception as exc:
         report_error("start call record", exc)
         return None
 
 
-def _handle_result(call: Call, result: Any) -> Any:
+def _start_call(api: Api, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call | None:
+    """Return a ``Call`` that starts now, or None when that fails (the call is then not recorded)."""
+    try:
+        return Call(api, args, kwargs, _time(), call_scope())
+    except Exception as exc:
+        report_error("start call record", exc)
+        return None
+
+
+def _handle_result(call: Call | None, result: Any) -> Any:
     """Record a non-stream result or wrap a stream; return what the caller must receive."""
+    if call is None:
+        return result
     try:
         already_proxied, streaming = result_kind(type(result))
         if already_proxied:
@@ -82,23 +102,77 @@ def _handle_result(call: Call, result: Any) -> Any:
     return result
 
 
-def _record_failure(call: Call, exc: BaseException) -> None:
+def _record_failure(call: Call | None, exc: BaseException) -> None:
+    if call is None:
+        return
     try:
         call.finish_error(exc, during_stream=False)
     except Exception as error:
         report_error("record failed call", error)
 
 
-async def _await_result(call: Call, awaitable: Any) -> Any:
-    """Await a coroutine that a sync entry point returned (``completion(..., acompletion=True)``)."""
-    token = RUNTIME.depth_var.set(_owner())
+async def _await_result(call: Call | None, awaitable: Any) -> Any:
+    """Await a coroutine that a sync entry point returned (``completion(..., acompletion=True)``).
+
+    litellm's request runs only now, so the call's start time and scope are taken again here.
+    """
+    if call is not None:
+        try:
+            call.restart()
+        except Exception as exc:
+            report_error("start call record", exc)
+    token = _depth_set(_owner())
     try:
         result = await awaitable
     except BaseException as exc:
         _record_failure(call, exc)
         raise
     finally:
-        RUNTIME.depth_var.reset(token)
+        _depth_reset(token)
+    return _handle_result(call, result)
+
+
+def _run_stream_sync(
+    api: Api, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], owner: Any
+) -> Any:
+    """Run a sync call that asked for a stream: its ``Call`` exists before the request is sent."""
+    call = _start_call(api, args, kwargs)
+    if call is None:
+        return wrapped(*args, **kwargs)
+    token = _depth_set(owner)
+    try:
+        if _settings["request_stream_usage"]:
+            result = call_with_usage_request(call, wrapped, args, kwargs)
+        else:
+            result = wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _record_failure(call, exc)
+        raise
+    finally:
+        _depth_reset(token)
+    if type(result) is CoroutineType:
+        return _await_result(call, result)
+    return _handle_result(call, result)
+
+
+async def _run_stream_async(
+    api: Api, wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], owner: Any
+) -> Any:
+    """Async form of ``_run_stream_sync``."""
+    call = _start_call(api, args, kwargs)
+    if call is None:
+        return await wrapped(*args, **kwargs)
+    token = _depth_set(owner)
+    try:
+        if _settings["request_stream_usage"]:
+            result = await call_with_usage_request_async(call, wrapped, args, kwargs)
+        else:
+            result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _record_failure(call, exc)
+        raise
+    finally:
+        _depth_reset(token)
     return _handle_result(call, result)
 
 
@@ -106,25 +180,38 @@ def make_sync_wrapper(api: Api) -> Callable[..., Any]:
     """Build the wrapper for a synchronous entry point (``completion``, ``responses``)."""
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if _inside_call():
+        loop = _get_running_loop()
+        owner = _current_task(loop) if loop is not None else None
+        if owner is None:
+            owner = _thread_id()
+        if _depth_get() == owner:
             return wrapped(*args, **kwargs)
-        call = _begin(api, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
+        if kwargs.get("stream"):
+            return _run_stream_sync(api, wrapped, args, kwargs, owner)
 
-        token = RUNTIME.depth_var.set(_owner())
         try:
-            if kwargs.get("stream") and RUNTIME.settings["request_stream_usage"]:
-                result = call_with_usage_request(call, wrapped, args, kwargs)
-            else:
-                result = wrapped(*args, **kwargs)
+            started_at = _time()
+            scope = call_scope()
+        except Exception as exc:
+            report_error("start call record", exc)
+            return wrapped(*args, **kwargs)
+        token = _depth_set(owner)
+        try:
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            _record_failure(call, exc)
+            _record_failure(_new_call(api, args, kwargs, started_at, scope), exc)
             raise
         finally:
-            RUNTIME.depth_var.reset(token)
+            _depth_reset(token)
 
-        if isinstance(result, CoroutineType):
+        if _result_kinds.get(type(result)) is _PLAIN:
+            try:
+                record_response(api, args, kwargs, started_at, scope, result)
+            except Exception as exc:
+                report_error("record result", exc)
+            return result
+        call = _new_call(api, args, kwargs, started_at, scope)
+        if type(result) is CoroutineType:
             return _await_result(call, result)
         return _handle_result(call, result)
 
@@ -133,26 +220,47 @@ def make_sync_wrapper(api: Api) -> Callable[..., Any]:
 
 
 def make_async_wrapper(api: Api) -> Callable[..., Any]:
-    """Build the wrapper for a coroutine entry point (``acompletion``, ``aresponses``)."""
+    """Build the wrapper for a coroutine entry point (``acompletion``, ``aresponses``).
 
-    async def run(wrapped: Callable[..., Any], call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        token = RUNTIME.depth_var.set(_owner())
+    The wrapper is a coroutine function, so a call returns a coroutine at once, like the original.
+    Nothing of the call happens before that coroutine is first awaited, including the call of the
+    original entry point.
+    """
+
+    async def async_wrapper(
+        wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        loop = _get_running_loop()
+        owner = _current_task(loop) if loop is not None else None
+        if owner is None:
+            owner = _thread_id()
+        if _depth_get() == owner:
+            return await wrapped(*args, **kwargs)
+        if kwargs.get("stream"):
+            return await _run_stream_async(api, wrapped, args, kwargs, owner)
+
         try:
-            result = await call_with_usage_request_async(call, wrapped, args, kwargs)
+            started_at = _time()
+            scope = call_scope()
+        except Exception as exc:
+            report_error("start call record", exc)
+            return await wrapped(*args, **kwargs)
+        token = _depth_set(owner)
+        try:
+            result = await wrapped(*args, **kwargs)
         except BaseException as exc:
-            _record_failure(call, exc)
+            _record_failure(_new_call(api, args, kwargs, started_at, scope), exc)
             raise
         finally:
-            RUNTIME.depth_var.reset(token)
-        return _handle_result(call, result)
+            _depth_reset(token)
 
-    def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if _inside_call():
-            return wrapped(*args, **kwargs)
-        call = _begin(api, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        return run(wrapped, call, args, kwargs)
+        if _result_kinds.get(type(result)) is _PLAIN:
+            try:
+                record_response(api, args, kwargs, started_at, scope, result)
+            except Exception as exc:
+                report_error("record result", exc)
+            return result
+        return _handle_result(_new_call(api, args, kwargs, started_at, scope), result)
 
     setattr(async_wrapper, WRAPPER_MARKER, True)
     return async_wrapper

@@ -16,6 +16,7 @@ import pytest
 import shim
 import shim.calls
 import shim.estimate
+import shim.response_record
 import shim.runtime
 import shim.wrappers
 from compat_matrix.fake_llm_server import answer_pieces
@@ -196,7 +197,8 @@ async def test_observe_event_failure_keeps_events(records, fake_server, shim_log
 
 
 async def test_finish_response_failure_returns_response(records, fake_server, shim_log, monkeypatch):
-    monkeypatch.setattr(Call, "finish_response", raise_recorder_failure)
+    # Non-stream calls are recorded by record_response; Call.finish_response serves unusual results.
+    monkeypatch.setattr(shim.wrappers, "record_response", raise_recorder_failure)
 
     response = await litellm.acompletion(**chat_kwargs(fake_server, "finish"))
     sync_response = litellm.completion(**chat_kwargs(fake_server, "finish-sync"))
@@ -210,7 +212,8 @@ async def test_finish_response_failure_returns_response(records, fake_server, sh
 
 
 async def test_read_usage_failure_non_stream(records, fake_server, shim_log, monkeypatch):
-    monkeypatch.setattr(shim.calls, "read_usage", raise_recorder_failure)
+    # Non-stream results are read by read_numbers, the tuple form of read_usage.
+    monkeypatch.setattr(shim.response_record, "read_numbers", raise_recorder_failure)
 
     response = await litellm.acompletion(**chat_kwargs(fake_server, "read-usage"))
     sync_response = litellm.completion(**chat_kwargs(fake_server, "read-usage-sync"))
@@ -299,7 +302,8 @@ async def test_finish_failure_on_garbage_collection(records, fake_server, shim_l
 
 
 async def test_call_start_failure_runs_call(records, fake_server, shim_log, monkeypatch):
-    monkeypatch.setattr(shim.wrappers, "Call", raise_recorder_failure)
+    # Both the stream path and the non-stream path read the start time first.
+    monkeypatch.setattr(shim.wrappers, "_time", raise_recorder_failure)
 
     stream = await litellm.acompletion(**chat_kwargs(fake_server, "start", stream=True))
     chunks = await collect_async(stream)

@@ -7,6 +7,9 @@ shim and collects the records.
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
+import pickle
 import threading
 
 import litellm
@@ -259,3 +262,71 @@ async def test_responses_api_carries_scope(records, fake_server, api):
     record = records.only()
     assert dict(record.scope) == {"chat": f"{api}-chat"}
     assert record.prompt_tokens == fake_server.requests[-1]["usage"]["input_tokens"]
+
+
+# ----- read-only attributes ---------------------------------------------------------------------------------
+
+
+async def test_record_scope_is_read_only(records, fake_server):
+    with shim.scope(chat="c9", role="chat"):
+        await litellm.acompletion(**chat_kwargs(fake_server, "frozen-1"))
+        await litellm.acompletion(**chat_kwargs(fake_server, "frozen-2"))
+
+    first, second = records.wait_for(2)
+    # Records of one scope share one mapping, so a change through one record would reach the others.
+    assert first.scope is second.scope
+    for change in (
+        lambda scope: scope.__setitem__("chat", "other"),
+        lambda scope: scope.__delitem__("chat"),
+        lambda scope: scope.update(role="utility"),
+        lambda scope: scope.setdefault("agent", 1),
+        lambda scope: scope.pop("chat"),
+        lambda scope: scope.popitem(),
+        lambda scope: scope.clear(),
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            change(first.scope)
+    with pytest.raises(TypeError, match="read-only"):
+        first.scope |= {"role": "utility"}
+    assert dict(second.scope) == {"chat": "c9", "role": "chat"}
+
+
+async def test_record_scope_serialises_like_dict(records, fake_server):
+    with shim.scope(chat="c10", agent_no=1):
+        await litellm.acompletion(**chat_kwargs(fake_server, "serialised"))
+
+    record = records.only()
+    assert isinstance(record.scope, dict)
+    assert json.loads(json.dumps(record.scope)) == {"chat": "c10", "agent_no": 1}
+    assert pickle.loads(pickle.dumps(record.scope)) == {"chat": "c10", "agent_no": 1}
+    assert copy.deepcopy(record.scope) == {"chat": "c10", "agent_no": 1}
+    assert copy.deepcopy(record).scope == {"chat": "c10", "agent_no": 1}
+    data = record.to_dict()
+    assert type(data["scope"]) is dict
+    data["scope"]["chat"] = "changed"
+    assert record.scope["chat"] == "c10"
+    assert dict(record.scope) | {"role": "chat"} == {"chat": "c10", "agent_no": 1, "role": "chat"}
+
+
+def test_current_scope_is_read_only(records):
+    with shim.scope(chat="c11") as attributes:
+        assert attributes is shim.current_scope()
+        with pytest.raises(TypeError, match="read-only"):
+            attributes["chat"] = "other"
+        assert shim.current_scope()["chat"] == "c11"
+    with pytest.raises(TypeError, match="read-only"):
+        shim.current_scope()["chat"] = "outside"
+    assert dict(shim.current_scope()) == {}
+
+
+async def test_fallback_attributes_copied(records, fake_server):
+    provided = {"chat": "fallback-chat"}
+    shim.set_scope_fallback(lambda: provided)
+    try:
+        await litellm.acompletion(**chat_kwargs(fake_server, "fallback"))
+    finally:
+        shim.set_scope_fallback(None)
+    provided["chat"] = "changed by the host"
+
+    record = records.only()
+    assert dict(record.scope) == {"chat": "fallback-chat"}

@@ -6,10 +6,13 @@ The fake server returns the same response for the same messages, so any differen
 
 from __future__ import annotations
 
+import gc
+
 import litellm
 import pytest
 
 import shim
+from shim import streams
 from shim.compatibility import litellm_version, parse_version
 from shim.streams import is_proxy
 
@@ -188,3 +191,23 @@ async def test_acompletion_flag_stream_proxied(records, fake_server):
     assert record.outcome is shim.Outcome.COMPLETE
     assert record.chunk_count == len(chunks)
     assert record.prompt_tokens == fake_server.requests[-1]["usage"]["prompt_tokens"]
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+async def test_proxy_state_released_with_proxy(records, fake_server, mode):
+    gc.collect()
+    before = len(streams._states)
+    opened = []
+    for _ in range(5):
+        stream, _ = await open_and_read(mode, stream_kwargs(fake_server, "usage=finish,chunks=3"))
+        opened.append(stream)
+    assert len(streams._states) == before + 5
+    # Each proxy's id is a key; the entry must belong to that proxy while it lives.
+    for stream in opened:
+        assert streams._states[id(stream)][2].chunk_count == 4
+
+    del stream, opened
+    gc.collect()
+
+    assert len(streams._states) == before
+    assert len(records.wait_for(5)) == 5
