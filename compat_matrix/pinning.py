@@ -387,21 +387,21 @@ def merge_with_previous(current: Iterable[ReleaseOutcome], previous: dict[str, R
     """Combine this run's outcomes with the recorded ones, so that a run never loses evidence it did not re-check.
 
     A release this run did not cover keeps its recorded outcome. A release whose live check did not
-    run this time keeps a recorded live pass, unless this run found it unsupported. A live check that
-    ran this time replaces the recorded one, pass or fail.
+    run this time keeps its recorded live result, pass or fail, unless this run found it unsupported:
+    a failure stays until a live check passes. A live check that ran this time replaces the recorded one.
     """
     merged = dict(previous)
     for outcome in current:
         old = previous.get(outcome.tag)
-        keeps_live_pass = (
+        keeps_live_result = (
             old is not None
             and outcome.live == LIVE_NOT_RUN
-            and old.live == LIVE_PASSED
+            and old.live != LIVE_NOT_RUN
             and outcome.verdict != "unsupported"
         )
-        if keeps_live_pass:
+        if keeps_live_result:
             outcome = ReleaseOutcome(
-                outcome.tag, outcome.verdict, LIVE_PASSED, old.backend, outcome.image, outcome.missing_features
+                outcome.tag, outcome.verdict, old.live, old.backend, outcome.image, outcome.missing_features
             )
         merged[outcome.tag] = outcome
     return list(merged.values())

@@ -384,15 +384,17 @@ def test_repository_readme_has_markers():
     assert text.count(END_MARKER) == 1
 
 
-def test_merge_keeps_recorded_live_pass_when_live_check_did_not_run() -> None:
+def test_merge_keeps_recorded_live_result_when_live_check_did_not_run() -> None:
     previous = {
         "v1.3": pinning.ReleaseOutcome("v1.3", "supported", "passed", backend="local"),
         "v1.7": pinning.ReleaseOutcome("v1.7", "supported", "passed", backend="local"),
         "v1.0": pinning.ReleaseOutcome("v1.0", "supported"),
+        "v2.0": pinning.ReleaseOutcome("v2.0", "supported", "failed", backend="local"),
     }
     current = [
         pinning.ReleaseOutcome("v1.3", "supported"),  # no checkout on this machine
         pinning.ReleaseOutcome("v1.7", "supported", "failed", backend="docker-image"),  # ran and failed
+        pinning.ReleaseOutcome("v2.0", "supported"),  # not run again: the recorded failure stays
     ]
 
     merged = {outcome.tag: outcome for outcome in pinning.merge_with_previous(current, previous)}
@@ -400,6 +402,7 @@ def test_merge_keeps_recorded_live_pass_when_live_check_did_not_run() -> None:
     assert (merged["v1.3"].live, merged["v1.3"].backend) == ("passed", "local")
     assert merged["v1.7"].live == "failed"
     assert merged["v1.0"] == previous["v1.0"]
+    assert (merged["v2.0"].live, merged["v2.0"].proof) == ("failed", None)
 
 
 def test_merge_drops_recorded_live_pass_of_a_release_now_unsupported() -> None:
