@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -121,7 +124,7 @@ class SyncChunkSource:
 
 
 def new_call() -> Call:
-    return Call(Api.CHAT_COMPLETIONS, MODEL, MESSAGES, None, True)
+    return Call(Api.CHAT_COMPLETIONS, (), {"model": MODEL, "messages": MESSAGES, "stream": True}, time.time(), None)
 
 
 async def time_async_stream(chunks: list, proxied: bool) -> float:
@@ -150,17 +153,14 @@ def chunk_overhead(chunks: list, repeats: int) -> dict[str, float]:
     up), spread over all chunks. The minimal stream has no ``chunks`` list, so the proxy keeps the chunks
     itself. litellm's streams keep that list themselves, so there the proxy does a little less per chunk.
     """
-    loop = asyncio.new_event_loop()
-    try:
-        async_bare, async_proxy, sync_bare, sync_proxy = [], [], [], []
+    async_bare, async_proxy, sync_bare, sync_proxy = [], [], [], []
+    with asyncio.Runner() as runner:
         for _ in range(repeats):
             gc.collect()
-            async_bare.append(loop.run_until_complete(time_async_stream(chunks, False)))
-            async_proxy.append(loop.run_until_complete(time_async_stream(chunks, True)))
+            async_bare.append(runner.run(time_async_stream(chunks, False)))
+            async_proxy.append(runner.run(time_async_stream(chunks, True)))
             sync_bare.append(time_sync_stream(chunks, False))
             sync_proxy.append(time_sync_stream(chunks, True))
-    finally:
-        loop.close()
     count = len(chunks)
     return {
         "async_bare_us": statistics.median(async_bare) / count * 1e6,
@@ -220,13 +220,14 @@ def compare_with_shim(make_call: Callable, pairs: int, batch: int) -> dict[str, 
         raise RuntimeError(f"shim.install() did not patch litellm: {report}")
     wrapper = litellm.acompletion
     original = wrapper.__wrapped__
-    loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(time_batches(wrapper, original, 2, 3, make_call))  # warm litellm's lazy imports
-        gc.collect()
-        results = loop.run_until_complete(time_batches(wrapper, original, pairs, batch, make_call))
+        # asyncio.Runner cancels litellm's logging task when it closes. A loop closed with that task still
+        # pending made Python 3.11.7 crash with SIGSEGV at exit (litellm 1.110.2, without the shim too).
+        with asyncio.Runner() as runner:
+            runner.run(time_batches(wrapper, original, 2, 3, make_call))  # warm litellm's lazy imports
+            gc.collect()
+            results = runner.run(time_batches(wrapper, original, pairs, batch, make_call))
     finally:
-        loop.close()
         shim.uninstall()
         shim.unsubscribe(key)
     expected = 2 * 3 + pairs * batch
@@ -277,17 +278,16 @@ def isolated_call_overhead(repeats: int) -> dict[str, float]:
 
     aggregator = shim.Aggregator()
     key = shim.subscribe(aggregator, key="bench.isolated")
-    loop = asyncio.new_event_loop()
     runs: dict[str, list[float]] = {"sync_bare": [], "sync": [], "async_bare": [], "async": []}
     try:
-        for _ in range(repeats):
-            gc.collect()
-            runs["sync_bare"].append(run_sync(sync_stub))
-            runs["sync"].append(run_sync(sync_wrapped))
-            runs["async_bare"].append(loop.run_until_complete(run_async(async_stub)))
-            runs["async"].append(loop.run_until_complete(run_async(async_wrapped)))
+        with asyncio.Runner() as runner:
+            for _ in range(repeats):
+                gc.collect()
+                runs["sync_bare"].append(run_sync(sync_stub))
+                runs["sync"].append(run_sync(sync_wrapped))
+                runs["async_bare"].append(runner.run(run_async(async_stub)))
+                runs["async"].append(runner.run(run_async(async_wrapped)))
     finally:
-        loop.close()
         shim.unsubscribe(key)
     median = {name: statistics.median(values) for name, values in runs.items()}
     return {
@@ -340,6 +340,111 @@ def aggregator_memory(records: int, chats: int) -> dict[str, float]:
     return {"retained_mb": retained / 1e6, "groups": groups, "records_per_s": records / elapsed}
 
 
+# ----- instruction counts under callgrind -------------------------------------------------------------------
+
+
+CALLGRIND_COMMAND = (
+    "valgrind --tool=callgrind --instr-atstart=no --dump-before=functools_reduce "
+    "--dump-after=functools_reduce --callgrind-out-file=DIR/cg.out "
+    ".venv/bin/python scripts/bench_shim.py --callgrind-phases > DIR/phases.json"
+)
+
+
+def callgrind_phases(calls: int, chunks: int, streams: int) -> list[tuple[str, int, Callable[[], object]]]:
+    """Return (name, operations, run) for every phase: bare and shim side of each figure."""
+    response = litellm.completion(model=MODEL, messages=MESSAGES, mock_response="A short answer.")
+
+    def sync_stub(model, messages, **kwargs):
+        return response
+
+    async def async_stub(model, messages, **kwargs):
+        return response
+
+    sync_wrapped = wrapt.FunctionWrapper(sync_stub, make_sync_wrapper(Api.CHAT_COMPLETIONS))
+    async_wrapped = wrapt.FunctionWrapper(async_stub, make_async_wrapper(Api.CHAT_COMPLETIONS))
+    prebuilt = build_chunks(chunks - 1)
+    runner = asyncio.Runner()
+
+    def sync_calls(function) -> None:
+        for _ in range(calls):
+            function(model=MODEL, messages=MESSAGES)
+
+    async def async_calls(function) -> None:
+        for _ in range(calls):
+            await function(model=MODEL, messages=MESSAGES)
+
+    async def mock_streams(function) -> None:
+        for _ in range(streams):
+            await mock_stream_call(function)
+
+    return [
+        ("call_sync_bare", calls, lambda: sync_calls(sync_stub)),
+        ("call_sync_shim", calls, lambda: sync_calls(sync_wrapped)),
+        ("call_async_bare", calls, lambda: runner.run(async_calls(async_stub))),
+        ("call_async_shim", calls, lambda: runner.run(async_calls(async_wrapped))),
+        ("chunk_async_bare", chunks, lambda: runner.run(time_async_stream(prebuilt, False))),
+        ("chunk_async_shim", chunks, lambda: runner.run(time_async_stream(prebuilt, True))),
+        ("chunk_sync_bare", chunks, lambda: time_sync_stream(prebuilt, False)),
+        ("chunk_sync_shim", chunks, lambda: time_sync_stream(prebuilt, True)),
+        ("mock_stream_bare", streams, lambda: runner.run(mock_streams(litellm.acompletion.__wrapped__))),
+        ("mock_stream_shim", streams, lambda: runner.run(mock_streams(litellm.acompletion))),
+    ]
+
+
+def run_callgrind_phases(calls: int = 2_000, chunks: int = 2_001, streams: int = 3) -> int:
+    """Run every phase once inside its own ``functools.reduce`` call, for callgrind to count.
+
+    Run under ``CALLGRIND_COMMAND``: callgrind then writes one profile part per phase (its
+    ``--dump-after=functools_reduce``), and ``--read-callgrind`` turns the parts into instructions per
+    operation. Instrumentation is switched on with ``callgrind_control`` only after litellm's import
+    and a warm-up round, which makes the run take about a minute instead of five. The garbage
+    collector is off while the phases run: its collections would land on either side at random.
+    """
+    aggregator = shim.Aggregator()
+    key = shim.subscribe(aggregator, key="bench.callgrind")
+    report = shim.install()
+    if not report.ok:
+        raise RuntimeError(f"shim.install() did not patch litellm: {report}")
+    phases = callgrind_phases(calls, chunks, streams)
+    for _, _, run in phases:
+        run()
+    gc.collect()
+    gc.disable()
+    control = subprocess.Popen(["callgrind_control", "-i", "on", str(os.getpid())], stdout=subprocess.DEVNULL)
+    while control.poll() is None:
+        time.sleep(0.05)  # callgrind reads the command while this process runs, so poll instead of wait
+    for _, _, run in phases:
+        functools.reduce(lambda result, _: run(), range(1), None)
+    gc.enable()
+    shim.uninstall()
+    shim.unsubscribe(key)
+    print(json.dumps([[name, operations] for name, operations, _ in phases]))
+    return 0
+
+
+def read_callgrind(directory: Path) -> dict[str, float]:
+    """Return the instructions the shim adds per operation, from the parts of a ``--callgrind-phases`` run."""
+    phases = json.loads((directory / "phases.json").read_text().strip().splitlines()[-1])
+    totals = []
+    for part in sorted(directory.glob("cg.out.*"), key=lambda path: int(path.suffix[1:])):
+        text = part.read_text()
+        if "Trigger: --dump-after=functools_reduce" in text:
+            totals.append(int(re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE).group(1)))
+    counted = dict(zip((name for name, _ in phases), totals[-len(phases) :], strict=True))
+    operations = dict(phases)
+    figures = {}
+    for name in counted:
+        if name.endswith("_shim"):
+            figure = name.removesuffix("_shim")
+            bare = counted[f"{figure}_bare"] / operations[name]
+            shim_side = counted[name] / operations[name]
+            figures[f"{figure}_bare_instructions"] = round(bare)
+            figures[f"{figure}_added_instructions"] = round(shim_side - bare)
+        if name == "mock_stream_shim":
+            figures["mock_stream_instruction_ratio"] = round(counted[name] / counted["mock_stream_bare"], 4)
+    return figures
+
+
 # ----- report -----------------------------------------------------------------------------------------------------
 
 
@@ -365,7 +470,26 @@ def environment() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and records (smoke test, noisier)")
+    parser.add_argument(
+        "--callgrind-phases",
+        action="store_true",
+        help=f"run the phases for an instruction count, under: {CALLGRIND_COMMAND}",
+    )
+    parser.add_argument(
+        "--read-callgrind",
+        metavar="DIR",
+        type=Path,
+        help="print the instructions per operation from the profile parts that --callgrind-phases left in DIR",
+    )
     args = parser.parse_args(argv)
+    if args.callgrind_phases:
+        return run_callgrind_phases()
+    if args.read_callgrind:
+        figures = read_callgrind(args.read_callgrind)
+        for name, value in figures.items():
+            print(f"{name}: {value:,}")
+        print(json.dumps(figures))
+        return 0
 
     repeats = 5 if args.quick else 21
     stream_pairs = 10 if args.quick else 60

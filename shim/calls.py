@@ -14,7 +14,7 @@ from .records import NO_SCOPE, Api, Outcome, Source, UsageRecord
 from .response_record import build_response_record, extra_field, new_call_id, request_model
 from .runtime import RUNTIME
 from .scope import Scope, call_scope
-from .usage import TokenCounts, pydantic_types, read_usage
+from .usage import TokenCounts, read_usage
 
 _drain_tasks: set[asyncio.Task[None]] = set()  # strong references until each background read ends
 
@@ -51,6 +51,7 @@ _ERROR = Outcome.ERROR
 
 _time = time.time
 _perf_counter = time.perf_counter
+_NO_FIELDS: dict[str, Any] = {}  # shared and never changed
 
 
 def _lacks_details(usage: Any) -> bool:
@@ -412,11 +413,11 @@ class Call:
             return counts
         flags: tuple[str, ...] = ()
         for chunk in reversed(self.chunks or ()):
-            # extra_field() written out for pydantic chunks: a stream without usage is read to its start.
-            if pydantic_types.get(type(chunk)):
-                extra = chunk.__pydantic_extra__
-                usage = extra["usage"] if extra and "usage" in extra else chunk.__dict__.get("usage")
-            else:
+            # A stream without usage is read back to its first chunk, so pydantic chunks are read without
+            # extra_field(): a declared field is never among the extras, so "extras, else __dict__" is exact.
+            try:
+                usage = (chunk.__pydantic_extra__ or _NO_FIELDS).get("usage") or chunk.__dict__.get("usage")
+            except AttributeError:  # not a pydantic model
                 usage = extra_field(chunk, "usage")
             if usage is None:
                 continue

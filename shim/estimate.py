@@ -48,11 +48,57 @@ def _value(obj: Any, name: str) -> Any:
 def streamed_text(chunks: Any) -> str:
     """Concatenate the generated text of chat chunks: content, reasoning and tool-call arguments.
 
-    A stream can have thousands of chunks, read long after they arrived, so this touches as few
-    objects per chunk as it can. Pydantic fields are read from the extras first, where litellm
-    1.110.2 keeps a choice's ``delta`` and a delta's ``content``, and only then from ``__dict__``
-    (a declared field is never among the extras, so the order does not change the result).
+    A stream can have thousands of chunks, read at its end when they are no longer in the CPU cache.
+    Pydantic chunks (litellm's) therefore take a path without per-object type checks: about 0.4
+    instead of 0.65 ms for 1,000 chunks on the machine in docs/benchmarks.md. Other objects take the
+    general path.
     """
+    try:
+        return _pydantic_streamed_text(chunks)
+    except AttributeError:  # a chunk, choice or delta that is not a pydantic model
+        return _any_streamed_text(chunks)
+
+
+def _pydantic_streamed_text(chunks: Any) -> str:
+    # A declared field is never among a pydantic model's extras, so "extras, else __dict__" reads each
+    # field from wherever it is. litellm 1.110.2 keeps a choice's delta and a delta's content in the
+    # extras. An empty string found first in one place adds nothing, wherever the value is.
+    parts: list[str] = []
+    append = parts.append
+    for chunk in chunks:
+        choices = chunk.__dict__.get("choices")
+        if choices is None:
+            choices = (chunk.__pydantic_extra__ or _NO_EXTRA).get("choices")
+        if not choices:
+            continue
+        for choice in choices:
+            delta = (choice.__pydantic_extra__ or _NO_EXTRA).get("delta") or choice.__dict__.get("delta")
+            if delta is None:
+                continue
+            extra = delta.__pydantic_extra__ or _NO_EXTRA
+            fields = delta.__dict__
+            reasoning = extra.get("reasoning_content") or fields.get("reasoning_content")
+            if isinstance(reasoning, str):
+                append(reasoning)
+            content = extra.get("content") or fields.get("content")
+            if isinstance(content, str):
+                append(content)
+            tool_calls = extra.get("tool_calls") or fields.get("tool_calls")
+            if tool_calls:
+                _append_arguments(tool_calls, append)
+    return "".join(parts)
+
+
+def _append_arguments(tool_calls: Any, append: Any) -> None:
+    for tool_call in tool_calls:
+        function = getattr(tool_call, "function", None)
+        arguments = getattr(function, "arguments", None)
+        if isinstance(arguments, str):
+            append(arguments)
+
+
+def _any_streamed_text(chunks: Any) -> str:
+    """``streamed_text`` for chunks of any type: pydantic models, plain objects or a mix."""
     parts: list[str] = []
     append = parts.append
     for chunk in chunks:

@@ -81,7 +81,7 @@ class UsageRecord:
     Token fields are None when unknown. ``flags`` lists problems found in the provider's usage object
     (for example ``"prompt_tokens:negative"``); a flagged field is None and the rest are kept.
     The shim builds records with positional arguments (about 0.8 µs faster than keywords on Python
-    3.11), so the field order is part of its contract with ``shim.calls``.
+    3.11), so the field order is part of its contract with ``shim.calls`` and ``shim.response_record``.
     """
 
     call_id: str

@@ -90,7 +90,7 @@ pydantic_types: dict[type, bool] = {}
 
 
 def pydantic_fields(obj: Any) -> dict[str, Any] | None:
-    """Return the ``__dict__`` that holds a pydantic model's declared fields, or None for other objects.
+    """Return the ``__dict__`` that contains a pydantic model's declared fields, or None for other objects.
 
     Reading a field there skips pydantic's ``__getattr__``, which raises and catches internally (about
     2 µs) for a missing name.

@@ -6,6 +6,9 @@ records the exact usage object it sent.
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import litellm
 import pytest
 
@@ -282,3 +285,50 @@ async def test_fallbacks_record_once(records, fake_server):
     record = records.only()
     assert_matches_server_usage(record, logged[-1]["usage"])
     assert record.requested_model == "openai/fake-model@error=500"
+
+
+def test_record_field_order():
+    # shim.calls and shim.response_record build records with positional arguments in this order.
+    names = [record_field.name for record_field in dataclasses.fields(shim.UsageRecord)]
+
+    assert names == [
+        "call_id",
+        "api",
+        "stream",
+        "requested_model",
+        "response_model",
+        "provider",
+        "started_at",
+        "ended_at",
+        "first_chunk_s",
+        "chunk_count",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost",
+        "source",
+        "source_reason",
+        "outcome",
+        "error_type",
+        "scope",
+        "flags",
+    ]
+
+
+async def test_record_times_and_defaults(records, fake_server):
+    before = time.time()
+    await litellm.acompletion(**chat_kwargs(fake_server))
+    after = time.time()
+
+    record = records.only()
+    assert before <= record.started_at <= record.ended_at <= after
+    assert record.first_chunk_s is None
+    assert record.chunk_count == 0
+    assert record.error_type is None
+    assert record.source_reason is None
+    assert record.flags == ()
+    assert record.scope == {}
+    assert isinstance(record.call_id, str)
+    assert record.call_id
