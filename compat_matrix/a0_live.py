@@ -376,6 +376,29 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 # ----- fake model server -------------------------------------------------------------------------
 
 
+def wait_until_file_quiet(path: Path, quiet_s: float, timeout_s: float) -> None:
+    """Return once ``path`` has not changed size for ``quiet_s`` seconds (a missing file counts as empty).
+
+    Raises A0LiveError after ``timeout_s`` seconds without such a pause.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_size = -1
+    changed_at = time.monotonic()
+    while True:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        now = time.monotonic()
+        if size != last_size:
+            last_size, changed_at = size, now
+        elif now - changed_at >= quiet_s:
+            return
+        if now > deadline:
+            raise A0LiveError(f"the fake server log {path} was not quiet for {quiet_s} s within {timeout_s} s")
+        time.sleep(0.1)
+
+
 class FakeServerProcess:
     """The fake model server as a child process in its own process group, logging to a JSONL file."""
 
@@ -440,25 +463,8 @@ class FakeServerProcess:
         Requests are logged when they end, so one that runs longer than ``quiet_s`` may be missed.
         Raises A0LiveError after ``timeout_s`` seconds without such a pause.
         """
-        deadline = time.monotonic() + timeout_s
-        last_size = -1
-        changed_at = time.monotonic()
-        while True:
-            try:
-                size = self.log_path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            now = time.monotonic()
-            if size != last_size:
-                last_size = size
-                changed_at = now
-            elif now - changed_at >= quiet_s:
-                return self.entries()
-            if now > deadline:
-                raise A0LiveError(
-                    f"the fake server log {self.log_path} was not quiet for {quiet_s} s within {timeout_s} s"
-                )
-            time.sleep(0.1)
+        wait_until_file_quiet(self.log_path, quiet_s, timeout_s)
+        return self.entries()
 
     def stop(self) -> None:
         """Stop the server. Safe to call twice."""

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shim.compatibility import parse_version as _shim_parse_version
+
 from .contract_baselines import (
     BASELINES_DIR,
     BaselineError,
@@ -221,19 +223,7 @@ def parse_version(text: Any) -> tuple[int, ...] | None:
     """Parse the leading numeric release of a version ("3.12.1" -> (3, 12, 1), "1.79.3.post1" -> (1, 79, 3))."""
     if not isinstance(text, str):
         return None
-    numbers = []
-    for part in text.strip().split("."):
-        digits = ""
-        for char in part:
-            if not char.isdigit():
-                break
-            digits += char
-        if not digits:
-            break
-        numbers.append(int(digits))
-        if len(digits) != len(part):
-            break
-    return tuple(numbers) or None
+    return _shim_parse_version(text.strip())
 
 
 def _parse_range(text: str, where: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -304,24 +304,8 @@ class DockerBackend:
         Requests are logged when they end, so one that runs longer than ``quiet_s`` may be missed.
         Raises A0LiveError after ``timeout_s`` seconds without such a pause.
         """
-        deadline = time.monotonic() + timeout_s
-        last_size = -1
-        changed_at = time.monotonic()
-        while True:
-            try:
-                size = self.fake_log_path.stat().st_size
-            except FileNotFoundError:
-                size = 0
-            now = time.monotonic()
-            if size != last_size:
-                last_size, changed_at = size, now
-            elif now - changed_at >= quiet_s:
-                return self.fake_requests()
-            if now > deadline:
-                raise A0LiveError(
-                    f"the fake server log {self.fake_log_path} was not quiet for {quiet_s} s within {timeout_s} s"
-                )
-            time.sleep(0.1)
+        a0_live.wait_until_file_quiet(self.fake_log_path, quiet_s, timeout_s)
+        return self.fake_requests()
 
     def stop(self) -> None:
         if self._a0 is None or not self._a0_started:
