@@ -29,6 +29,8 @@ async def _close_quietly(stream: Any) -> None:
         if not isinstance(exc, Exception | asyncio.CancelledError):
             raise
         report_error("close stream after background read", exc)
+
+
 DRAIN_TIMEOUT_S = 30.0
 
 # Event-loop turns a stream left open at a scope end waits for a close already under way: asyncio's

@@ -7,6 +7,8 @@ from the messages and the completion from the text the caller received.
 
 from __future__ import annotations
 
+import time
+
 import litellm
 import pytest
 
@@ -40,6 +42,19 @@ async def open_and_read(mode: str, kwargs: dict) -> list:
         return [chunk async for chunk in stream]
     stream = litellm.completion(**kwargs)
     return [chunk for chunk in stream]
+
+
+def logged_entry(server, timeout: float = 5.0) -> dict:
+    """Return the server's log entry of the last request, waiting for it to appear.
+
+    Once, under load, the entry was not there yet when a sync stream had ended (litellm 1.79.3, wrapt
+    1.17, usage on a trailing chunk with an empty choice), although the server logs a stream before
+    writing its last bytes.
+    """
+    deadline = time.monotonic() + timeout
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.requests[-1]
 
 
 def content_text(chunks: list) -> str:
@@ -77,7 +92,7 @@ PROVIDER_PLACEMENTS = ["trailing_empty_choice", "finish", "every", "second_last"
 async def test_placement_record_equals_server(records, fake_server, placement, mode):
     chunks = await open_and_read(mode, stream_kwargs(fake_server, f"usage={placement},chunks=6"))
 
-    entry = fake_server.requests[-1]
+    entry = logged_entry(fake_server)
     assert entry["usage_placement"] == placement
     record = records.only()
     assert_matches_server_usage(record, entry["usage"])
@@ -92,7 +107,7 @@ async def test_every_placement_uses_last_count(records, fake_server):
     # With usage on every chunk the counts grow; only the last one is the call's usage.
     await open_and_read("async", stream_kwargs(fake_server, "usage=every,chunks=6"))
 
-    entry = fake_server.requests[-1]
+    entry = logged_entry(fake_server)
     assert entry["usage_chunks"] == 7
     record = records.only()
     assert record.completion_tokens == entry["usage"]["completion_tokens"]
@@ -104,7 +119,7 @@ async def test_trailing_unrequested_usage(records, fake_server, mode):
     # The server sends a trailing usage chunk with no choices although the request did not ask for it.
     chunks = await open_and_read(mode, stream_kwargs(fake_server, "usage=trailing,chunks=6"))
 
-    entry = fake_server.requests[-1]
+    entry = logged_entry(fake_server)
     assert entry["usage"] is not None
     assert entry["stream_options_sent"] is False
     record = records.only()
@@ -135,7 +150,7 @@ async def test_caller_requested_usage(records, fake_server, mode):
     kwargs = stream_kwargs(fake_server, "usage=requested,chunks=6", stream_options={"include_usage": True})
     chunks = await open_and_read(mode, kwargs)
 
-    entry = fake_server.requests[-1]
+    entry = logged_entry(fake_server)
     assert entry["stream_options"] == {"include_usage": True}
     record = records.only()
     assert_matches_server_usage(record, entry["usage"])
