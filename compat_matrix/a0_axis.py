@@ -84,7 +84,7 @@ def outcome_from_check(result: a0_e2e.CheckResult) -> LiveOutcome:
 
 
 def run_live_target(target: LiveTarget, position: int, options: A0AxisOptions) -> LiveOutcome:
-    """Run one release's live check on its backend. Never raises: a crash becomes a failed outcome."""
+    """Run one release's live check on its backend; an exception in the harness becomes a failed outcome."""
     live = options.live
     report_dir = options.reports_dir / "a0_live" / target.tag
     port = live.base_port + 10 * position

@@ -32,7 +32,7 @@ DEFAULT_BASE_IMAGE = "token-meter/a0-base:bookworm"
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """What the user configured for the live check."""
+    """Live check settings from the command line and the environment."""
 
     mode: str = "auto"
     checkouts: Mapping[str, Path] = field(default_factory=dict)
@@ -47,7 +47,7 @@ class LiveOptions:
 
 @dataclass(frozen=True)
 class LiveTarget:
-    """How one release's live check runs.
+    """Backend and inputs of one release's live check.
 
     ``backend`` is ``local`` (checkout + interpreter), ``docker-image`` (the official image) or
     ``docker-checkout`` (the checkout and the interpreter's venv mounted into ``image``).
@@ -69,7 +69,7 @@ class LiveTarget:
 
 @dataclass(frozen=True)
 class EngineState:
-    """Whether a Docker engine answers, and the client to reach it."""
+    """Reachability of a Docker engine, and the client that reaches it."""
 
     reachable: bool
     reason: str
@@ -105,7 +105,7 @@ def checkouts_from_environment(environ: Mapping[str, str] = os.environ) -> dict[
 
 
 def probe_engine() -> EngineState:
-    """Return whether a Docker engine answers within a few seconds. Never raises."""
+    """Return whether a Docker engine responds to a ping within 10 s; errors become an unreachable state."""
     try:
         import docker
     except ImportError:

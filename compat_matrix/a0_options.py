@@ -80,7 +80,7 @@ def add_a0_options(parser: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=240.0,
         metavar="SECONDS",
-        help="maximum seconds to wait for A0 to answer after each start (default 240)",
+        help="maximum seconds to wait for A0's health endpoint to respond after each start (default 240)",
     )
     group.add_argument(
         "--no-pin",

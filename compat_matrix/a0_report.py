@@ -24,7 +24,7 @@ UNSUPPORTED = "unsupported"
 
 @dataclass
 class LiveOutcome:
-    """The live check of one release. ``detail`` says why it did not run, or what failed."""
+    """Outcome of one release's live check. ``detail`` gives the reason it did not run, or what failed."""
 
     status: str = LIVE_NOT_RUN
     backend: str | None = None
@@ -72,7 +72,7 @@ class ReleaseRow:
 
     @property
     def expect_ok(self) -> bool:
-        """True when the row states no expected verdict, matches it, or has no verdict (``error`` says why)."""
+        """True when the row states no expected verdict, matches it, or has no verdict (``error`` gives the reason)."""
         return self.expect is None or self.verdict is None or self.expect == self.verdict
 
     @property
@@ -186,8 +186,10 @@ def console_lines(result: A0StageResult) -> list[str]:
 
 
 def _verdict_lines(result: A0StageResult) -> list[str]:
-    """One line per missing item; for an unsupported release only the required items (the Markdown
-    report lists them all)."""
+    """Return one line per missing item, only the required ones for an unsupported release.
+
+    The Markdown report lists every item.
+    """
     lines = []
     for row in result.rows:
         shown = [item for item in row.missing if row.verdict != UNSUPPORTED or item.severity == "required"]

@@ -410,8 +410,9 @@ def merge_with_previous(current: Iterable[ReleaseOutcome], previous: dict[str, R
 def pin_from_stage(project_root: Path, stage_result: Any) -> list[Path]:
     """Write the proven range from the A0 stage's result, merged with the recorded evidence.
 
-    ``stage_result`` is an ``a0_report.A0StageResult``. Returns the files that changed. Never raises:
-    a file that cannot be written is logged, and the suite's outcome does not depend on it.
+    ``stage_result`` is an ``a0_report.A0StageResult``. Returns the files that changed. A file that
+    cannot be read or written (OSError, ValueError) is logged instead, so the suite's outcome does not
+    depend on it.
     """
     from .a0_report import to_dict
 

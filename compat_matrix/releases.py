@@ -21,7 +21,7 @@ class A0Release:
 
     ``baseline`` is the tag whose source the committed baseline was probed from: ``tag`` itself,
     except for ``latest``, whose baseline is the newest tag this project could read. ``expect`` is
-    the verdict the release is known to get, or None when the row does not say.
+    the verdict the release is known to get, or None when the row does not state one.
     """
 
     tag: str

@@ -19,7 +19,7 @@ def _release(tag: str, expect: str | None = None) -> A0Release:
 
 
 class FakeEngine(EngineState):
-    """Stand-in for a Docker engine: answers, and holds the listed images."""
+    """Stand-in for a reachable Docker engine that contains the listed images."""
 
     def __init__(self, images: set[str]) -> None:
         super().__init__(True, "stand-in engine")
@@ -38,7 +38,8 @@ def test_matrix_lists_the_required_releases_in_order() -> None:
         assert required in tags
     assert tags == sorted(tags, key=version_key)
     latest = next(release for release in load_releases() if release.tag == "latest")
-    assert latest.image == "agent0ai/agent-zero:latest" and latest.baseline == "v2.6"
+    assert latest.image == "agent0ai/agent-zero:latest"
+    assert latest.baseline == "v2.6"
 
 
 def test_matrix_row_with_bad_expect_is_rejected(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_checkout_items_parse_and_reject_missing_dir() -> None:
         parse_checkouts(["v1.7"])
 
 
-def test_plan_uses_checkout_locally_and_says_why_others_do_not_run() -> None:
+def test_plan_checkout_runs_locally() -> None:
     releases = [_release("v0.9.8"), _release("v1.3"), _release("v1.7")]
     options = LiveOptions(checkouts={"v1.7": Path("/srv/v1.7")}, python="/venv/bin/python")
     no_engine = EngineState(False, "no Docker engine: stand-in reason")
@@ -72,12 +73,13 @@ def test_plan_uses_checkout_locally_and_says_why_others_do_not_run() -> None:
     targets, reasons = plan_live(releases, {"v0.9.8": "no plugin system"}, options, no_engine)
 
     assert list(targets) == ["v1.7"]
-    assert targets["v1.7"].backend == "local" and targets["v1.7"].checkout == Path("/srv/v1.7")
+    assert targets["v1.7"].backend == "local"
+    assert targets["v1.7"].checkout == Path("/srv/v1.7")
     assert reasons["v0.9.8"] == "not run: the contract check found it unsupported (no plugin system)"
     assert reasons["v1.3"] == "no checkout configured for v1.3 and no Docker engine: stand-in reason"
 
 
-def test_plan_uses_present_images_and_pulls_only_when_allowed() -> None:
+def test_plan_pulls_only_when_allowed() -> None:
     releases = [_release("v1.3"), _release("v1.7")]
     engine = FakeEngine({"agent0ai/agent-zero:v1.7"})
 
@@ -86,13 +88,15 @@ def test_plan_uses_present_images_and_pulls_only_when_allowed() -> None:
     assert reasons["v1.3"] == "image agent0ai/agent-zero:v1.3 is not present locally; pass --a0-pull to pull it"
 
     targets, reasons = plan_live(releases, {}, LiveOptions(pull=True), engine)
-    assert sorted(targets) == ["v1.3", "v1.7"] and reasons == {}
+    assert sorted(targets) == ["v1.3", "v1.7"]
+    assert reasons == {}
 
 
 def test_plan_docker_mode_mounts_checkout_into_base_image() -> None:
     options = LiveOptions(mode="docker", checkouts={"v1.7": Path("/srv/v1.7")}, python="/venv/bin/python")
     targets, _ = plan_live([_release("v1.7")], {}, options, FakeEngine({options.base_image}))
-    assert targets["v1.7"].backend == "docker-checkout" and targets["v1.7"].image == options.base_image
+    assert targets["v1.7"].backend == "docker-checkout"
+    assert targets["v1.7"].image == options.base_image
 
     _, reasons = plan_live([_release("v1.7")], {}, options, FakeEngine(set()))
     assert "base image token-meter/a0-base:bookworm not present" in reasons["v1.7"]
@@ -100,7 +104,8 @@ def test_plan_docker_mode_mounts_checkout_into_base_image() -> None:
 
 def test_plan_off_runs_nothing() -> None:
     targets, reasons = plan_live([_release("v1.7")], {}, LiveOptions(mode="off"), None)
-    assert targets == {} and reasons == {"v1.7": "live check turned off (--a0-live off)"}
+    assert targets == {}
+    assert reasons == {"v1.7": "live check turned off (--a0-live off)"}
 
 
 # ----- rows and reports --------------------------------------------------------------------------
@@ -120,7 +125,7 @@ def _stage() -> A0StageResult:
     return A0StageResult("a0_matrix", "A0 releases", [unsupported, passed, failed], "2026-12-04T00:00:00Z", 200.0)
 
 
-def test_row_fails_when_supported_release_fails_live_or_verdict_differs() -> None:
+def test_row_failure_reasons() -> None:
     stage = _stage()
     assert [row.ok for row in stage.rows] == [True, True, False]
     assert stage.rows[2].failure_reasons() == ["live check failed: 2 of 44 assertions failed"]

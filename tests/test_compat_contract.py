@@ -526,7 +526,7 @@ def _copy_baselines(tmp_path: Path) -> Path:
     return target
 
 
-def test_baseline_with_a_section_of_the_wrong_type_is_an_error_row(tmp_path: Path) -> None:
+def test_baseline_wrong_section_type_errors(tmp_path: Path) -> None:
     baselines = _copy_baselines(tmp_path)
     path = baselines / "v1.7.json"
     data = json.loads(path.read_text())

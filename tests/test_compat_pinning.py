@@ -384,7 +384,7 @@ def test_repository_readme_has_markers():
     assert text.count(END_MARKER) == 1
 
 
-def test_merge_keeps_recorded_live_result_when_live_check_did_not_run() -> None:
+def test_merge_keeps_recorded_live_result() -> None:
     previous = {
         "v1.3": pinning.ReleaseOutcome("v1.3", "supported", "passed", backend="local"),
         "v1.7": pinning.ReleaseOutcome("v1.7", "supported", "passed", backend="local"),
@@ -405,7 +405,7 @@ def test_merge_keeps_recorded_live_result_when_live_check_did_not_run() -> None:
     assert (merged["v2.0"].live, merged["v2.0"].proof) == ("failed", None)
 
 
-def test_merge_drops_recorded_live_pass_of_a_release_now_unsupported() -> None:
+def test_merge_drops_pass_when_unsupported() -> None:
     previous = {"v1.3": pinning.ReleaseOutcome("v1.3", "supported", "passed", backend="local")}
     merged = pinning.merge_with_previous([pinning.ReleaseOutcome("v1.3", "unsupported")], previous)
     assert merged == [pinning.ReleaseOutcome("v1.3", "unsupported")]

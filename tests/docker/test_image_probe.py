@@ -68,7 +68,7 @@ def standin_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ob
     client.close()
 
 
-def test_probe_in_image_matches_probe_of_the_same_tree_on_the_host(standin_image, tmp_path: Path) -> None:
+def test_image_probe_matches_host_probe(standin_image, tmp_path: Path) -> None:
     client, tree = standin_image
 
     output = probe_image(client, STAND_IN_IMAGE, tmp_path / "probe.json")
@@ -82,7 +82,7 @@ def test_probe_in_image_matches_probe_of_the_same_tree_on_the_host(standin_image
     assert contract.evaluate(facts | {"environment": environment}).status == contract.evaluate(on_host).status
 
 
-def test_probe_of_a_missing_image_says_so_without_pulling(standin_image, tmp_path: Path) -> None:
+def test_missing_image_not_pulled(standin_image, tmp_path: Path) -> None:
     client, _ = standin_image
     with pytest.raises(A0LiveError, match="token-meter/no-such-image:1 is not present and pulling is off"):
         probe_image(client, "token-meter/no-such-image:1", tmp_path / "probe.json")

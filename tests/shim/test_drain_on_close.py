@@ -69,7 +69,7 @@ async def wait_for_records(records, count: int, timeout: float = 5.0) -> list:
 
 @needs_aclose
 @pytest.mark.parametrize("placement", ["finish", "trailing_empty_choice"])
-async def test_closed_stream_is_read_to_its_end_for_provider_usage(records, fake_server, placement):
+async def test_close_drains_for_provider_usage(records, fake_server, placement):
     shim.configure(drain_abandoned=True, request_stream_usage=True)
     chunks, _ = await read_then_close(fake_server, f"usage={placement},chunks=8", read=3)
     record = (await wait_for_records(records, 1))[0]
@@ -142,7 +142,7 @@ async def test_close_of_a_finished_stream_changes_nothing(records, fake_server):
 
 
 @needs_aclose
-async def test_a0_2x_order_scope_end_before_the_generator_closes(records, fake_server):
+async def test_scope_end_before_generator_close(records, fake_server):
     # A0 2.x: the agent loop breaks out of the transport generator, the call's end hook ends the scope
     # at once, and only then does the loop run the generator's aclose() that asyncio scheduled when the
     # generator was freed. The close must still get the background read.
@@ -165,7 +165,7 @@ async def test_a0_2x_order_scope_end_before_the_generator_closes(records, fake_s
     assert dict(record.scope) == {"chat": "a0-2x"}
 
 
-async def test_stream_still_open_after_scope_end_is_recorded_a_few_turns_later(records, fake_server):
+async def test_open_stream_recorded_after_scope_end(records, fake_server):
     shim.configure(drain_abandoned=True)
     token = shim.enter_scope(chat="held")
     stream = await litellm.acompletion(
